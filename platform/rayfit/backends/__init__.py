@@ -1,0 +1,1 @@
+"""Framework backends: each supplies the steps, state and export that the loop calls."""

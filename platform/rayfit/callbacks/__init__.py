@@ -1,0 +1,1 @@
+"""Loop features, one per file. Each is a rayfit.loop.Callback."""

@@ -1,0 +1,122 @@
+"""Checkpoints every N epochs and/or steps, with best-K and last-N retention as separate policies.
+
+`index.json` names the files that exist and which is latest; it is replaced atomically after the
+checkpoint file itself is in place, so a kill at any moment leaves the previous latest intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rayfit.callbacks.monitor import resolve_mode
+from rayfit.loop import Callback, EpochLoop
+
+log = logging.getLogger("rayfit")
+INDEX = "index.json"
+
+
+@dataclass
+class Entry:
+    file: str
+    epoch: int  # epochs completed
+    step: int
+    metric: float | None  # the monitored value, for epoch-end checkpoints
+
+
+class CheckpointIndex:
+    """The list of checkpoints in a folder, read and written as one JSON file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.entries: list[Entry] = []
+        path = folder / INDEX
+        if path.is_file():
+            self.entries = [Entry(**e) for e in json.loads(path.read_text())["checkpoints"]]
+
+    @property
+    def latest(self) -> Path | None:
+        return self.folder / self.entries[-1].file if self.entries else None
+
+    def best(self, k: int, mode: str) -> list[Entry]:
+        scored = [e for e in self.entries if e.metric is not None]
+        scored.sort(key=lambda e: e.metric if mode == "min" else -e.metric)  # type: ignore[operator]
+        return scored[:k]
+
+    def write(self) -> None:
+        tmp = self.folder / (INDEX + ".tmp")
+        tmp.write_text(json.dumps({"checkpoints": [asdict(e) for e in self.entries]}, indent=1))
+        os.replace(tmp, self.folder / INDEX)
+
+
+class Checkpointing(Callback):
+    """Save the loop every `every_epochs` epochs and every `every_steps` steps (0 turns either off),
+    on SIGTERM/SIGINT and on an exception; keep the `keep_last` newest and `keep_best` best."""
+
+    def __init__(
+        self,
+        folder: Path,
+        every_epochs: int = 1,
+        every_steps: int = 0,
+        keep_last: int = 2,
+        keep_best: int = 1,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        on_exception: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.every_epochs, self.every_steps = every_epochs, every_steps
+        self.keep_last, self.keep_best = keep_last, keep_best
+        self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
+        self.on_exception_save = on_exception
+        self.extra = extra or {}
+        self.index = CheckpointIndex(self.folder)
+
+    def on_batch_end(self, loop: EpochLoop) -> None:
+        if self.every_steps and loop.state.step % self.every_steps == 0:
+            self.save(loop, metric=None)
+
+    def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
+        state = loop.state
+        due = self.every_epochs and state.epoch % self.every_epochs == 0
+        if due or state.should_stop or state.epoch == loop.epochs:
+            self.save(loop, metric=metrics.get(self.monitor))
+
+    def on_train_end(self, loop: EpochLoop) -> None:
+        if loop.state.interrupted and not self._saved_now(loop):
+            self.save(loop, metric=None)
+
+    def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
+        if not self.on_exception_save or loop.state.failed or self._saved_now(loop):
+            return
+        try:
+            self.save(loop, metric=None)
+            log.warning("saved a checkpoint at step %d after %s", loop.state.step, type(exc).__name__)
+        except Exception as save_error:  # the original exception matters more than this one
+            log.error("could not save a checkpoint after the exception: %s", save_error)
+
+    def _saved_now(self, loop: EpochLoop) -> bool:
+        entries = self.index.entries
+        return bool(entries) and entries[-1].step == loop.state.step and entries[-1].epoch == loop.state.epoch
+
+    def save(self, loop: EpochLoop, metric: float | None) -> Path:
+        """Write one checkpoint, record it in the index, then apply retention."""
+        state = loop.state
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}.pt"
+        loop.save_checkpoint(self.folder / name, extra=self.extra)
+        entries = [e for e in self.index.entries if e.file != name]
+        self.index.entries = entries + [Entry(name, state.epoch, state.step, metric)]
+        keep = {e.file for e in self.index.entries[-self.keep_last :]}
+        keep |= {e.file for e in self.index.best(self.keep_best, self.mode)}
+        dropped = [e for e in self.index.entries if e.file not in keep]
+        self.index.entries = [e for e in self.index.entries if e.file in keep]
+        self.index.write()
+        for entry in dropped:
+            (self.folder / entry.file).unlink(missing_ok=True)
+        return self.folder / name

@@ -1,0 +1,350 @@
+"""Typed experiment schema: YAML/JSON load, dotted overrides, and the flat seed format.
+
+Every section forbids unknown keys, so a typo fails loudly (with a suggestion) instead of
+being ignored. Errors surface as ConfigError, one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rayfit.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the data comes from, which columns to use and how to split and clean it."""
+
+    source: str = Field(description="CSV, Parquet or .npz path, or sklearn:NAME")
+    val_source: str | None = None
+    test_source: str | None = None
+    features: list[str] | None = None
+    target: str | None = None
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    standardize: bool = True
+    missing: Literal["error", "drop", "mean"] = "error"
+    categorical: list[str] = Field(
+        default_factory=list, description="string feature columns to one-hot encode"
+    )
+    image_shape: list[int] | None = Field(
+        None, description="channels, height, width of each row for the cnn model"
+    )
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "DataConfig":
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        return self
+
+
+class ModelConfig(Section):
+    """Model by name (mlp, cnn) or by import path 'package.module:function'."""
+
+    type: str = "mlp"
+    hidden_units: list[int] = Field(default_factory=lambda: [128, 64])
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"] = "relu"
+    batch_norm: bool = False
+    channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn conv widths")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to a user model")
+
+
+class ParamGroupConfig(Section):
+    """Optimizer settings for the parameters of one named sub-module."""
+
+    module: str
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+
+
+class OptimizerConfig(Section):
+    name: Literal["sgd", "adagrad", "rmsprop", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    param_groups: list[ParamGroupConfig] = Field(default_factory=list)
+
+
+class ScheduleConfig(Section):
+    """An LR schedule, applied per epoch or per optimizer step, with optional linear warmup.
+
+    Parameter names follow torch.optim.lr_scheduler so a torch user reads them as they are.
+    """
+
+    name: str = "constant"  # constant|step|multistep|exponential|cosine|cosine_restarts|
+    #                         plateau|cyclic|onecycle|package.module:function
+    interval: Literal["epoch", "step"] = "epoch"
+    warmup: int = Field(0, ge=0, description="warmup length in intervals")
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+    step_size: int = Field(10, gt=0)
+    gamma: float = Field(0.1, gt=0)
+    milestones: list[int] = Field(default_factory=lambda: [30, 60])
+    T_max: int = Field(10, gt=0)
+    eta_min: float = Field(0.0, ge=0)
+    T_0: int = Field(10, gt=0)
+    T_mult: int = Field(1, ge=1)
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=0)
+    threshold: float = Field(1e-4, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    base_lr: float = Field(1e-3, gt=0)
+    max_lr: float = Field(1e-2, gt=0)
+    step_size_up: int = Field(2000, gt=0)
+    cyclic_mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    total_steps: int | None = Field(None, gt=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    div_factor: float = Field(25.0, gt=0)
+    final_div_factor: float = Field(1e4, gt=0)
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
+class TrainerConfig(Section):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(1024, gt=0)
+    grad_clip_norm: float | None = Field(None, gt=0)
+    grad_clip_value: float | None = Field(None, gt=0)
+    accumulate: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    precision: Literal["32", "bf16", "fp16"] = "32"
+    seed: int = 0
+    progress: Literal["auto", "bar", "log", "none"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EarlyStoppingConfig(Section):
+    enabled: bool = False
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    baseline: float | None = None
+    start_from_epoch: int = Field(0, ge=0)
+    restore_best: bool = True
+
+
+class CheckpointConfig(Section):
+    every_epochs: int = Field(1, ge=0, description="0 turns epoch checkpoints off")
+    every_steps: int = Field(0, ge=0, description="0 turns step checkpoints off")
+    keep_last: int = Field(2, ge=1)
+    keep_best: int = Field(1, ge=0)
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    on_exception: bool = True
+
+
+class TrackingConfig(Section):
+    enabled: bool = True
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///mlflow.db")
+    experiment: str = "rayfit"
+    storage: str = Field("runs", description="folder that holds each run's outputs")
+
+
+class ScalingConfig(Section):
+    num_workers: int = Field(1, ge=0)
+    use_gpu: bool = False
+
+
+class ExperimentConfig(Section):
+    """One experiment file, resolved."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    backend: Literal["torch"] = "torch"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """The resolved config as dotted keys, for MLflow params and config diffs."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML/JSON experiment (nested or flat seed format), apply `k=v` overrides, validate."""
+    path = Path(path)
+    raw = read_mapping(path)
+    if is_seed_format(raw):
+        raw = from_seed_format(raw, path)
+    raw.setdefault("name", path.stem)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {first}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `dotted.key=value` override; the value is parsed as YAML (so 5, true, [1,2])."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example trainer.epochs=5")
+    value = yaml.safe_load(text) if text else ""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc.errors()[0])}") from exc
+
+
+def describe(error: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted field, what was wrong, a suggestion if any."""
+    loc = [str(p) for p in error["loc"]]
+    field = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        hint = suggest(loc)
+        return f"unknown key {field}" + (f"; did you mean {hint}?" if hint else "")
+    if error["type"] == "missing":
+        return f"{field}: required but missing"
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) else f", got {got!r}"
+    return f"{field}: {error['msg'].removeprefix('Value error, ')}{got_text}"
+
+
+def suggest(loc: list[str]) -> str | None:
+    """The closest valid key to an unknown one, found by walking the schema along loc."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return ".".join(loc[:-1] + match) if match else None
+
+
+# --------------------------------------------------------------------------- seed format
+
+SEED_KEYS = {"algorithm_type", "train_data_path", "algorithm_params"}
+
+
+def is_seed_format(raw: dict[str, Any]) -> bool:
+    return bool(SEED_KEYS & raw.keys())
+
+
+def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """Map the flat request format (as the service receives it) onto the nested schema.
+
+    Relative data paths are taken from the file's folder, so the file runs from anywhere.
+    """
+    flat = dict(flat)
+    params = dict(flat.pop("algorithm_params", None) or {})
+    algorithm = flat.pop("algorithm_type", "deep_learning")
+    where = f"{path}: " if path else ""
+    if algorithm != "deep_learning":
+        raise ConfigError(f"{where}algorithm_type: expected 'deep_learning', got {algorithm!r}")
+
+    def data_path(value: str | None) -> str | None:
+        if value is None or path is None or Path(value).is_absolute() or ":" in value:
+            return value
+        return str((path.parent / value).resolve())
+
+    nested: dict[str, Any] = {
+        "data": {
+            "source": data_path(flat.pop("train_data_path", None)),
+            "features": flat.pop("feature_columns", None),
+            "target": flat.pop("target_column", None),
+        },
+        "model": {},
+        "optimizer": {},
+        "trainer": {},
+        "schedule": {},
+        "early_stopping": {},
+        "tracking": {},
+    }
+    for key, section in (("val_data_path", "val_source"), ("test_data_path", "test_source")):
+        if key in flat:
+            nested["data"][section] = data_path(flat.pop(key))
+    if "name" in flat:
+        nested["name"] = _safe_name(str(flat.pop("name")))
+    moves = {
+        "epochs": ("trainer", "epochs"),
+        "batch_size": ("trainer", "batch_size"),
+        "learning_rate": ("optimizer", "lr"),
+        "optimizer": ("optimizer", "name"),
+        "output_path": ("tracking", "storage"),
+        "seed": ("trainer", "seed"),
+    }
+    for key, (section, field) in moves.items():
+        if key in flat:
+            nested[section][field] = flat.pop(key)
+    param_moves = {
+        "model_type": ("model", "type"),
+        "hidden_units": ("model", "hidden_units"),
+        "dropout_rate": ("model", "dropout"),
+        "activation": ("model", "activation"),
+        "learning_rate_scheduler": ("schedule", "name"),
+    }
+    for key, (section, field) in param_moves.items():
+        if key in params:
+            nested[section][field] = params.pop(key)
+    if "early_stopping_patience" in params:
+        nested["early_stopping"] = {"enabled": True, "patience": params.pop("early_stopping_patience")}
+    leftovers = sorted(flat) + [f"algorithm_params.{k}" for k in sorted(params)]
+    if leftovers:
+        raise ConfigError(f"{where}unknown key {leftovers[0]} in the flat experiment format")
+    return {k: v for k, v in nested.items() if v != {}} | {"data": nested["data"]}
+
+
+def _safe_name(name: str) -> str:
+    """Turn a free-text name ('deep learning model') into a run-folder name."""
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name.strip()) or "run"

@@ -1,0 +1,192 @@
+"""EpochLoop: epochs -> batches -> validate -> callbacks, written once for every framework.
+
+The backend owns tensors, the model and the data; the loop owns the order of things and the
+LoopState. Every feature (checkpoints, early stopping, schedules, logging) is a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rayfit.loop.callback import Callback
+from rayfit.loop.events import Event
+from rayfit.loop.state import LoopState
+
+log = logging.getLogger("rayfit")
+
+
+class TrainingFailed(Exception):
+    """The run stopped on an unrecoverable condition (for example a NaN loss)."""
+
+
+class Backend(Protocol):
+    """What a framework supplies: steps, metrics and state. Metrics are plain floats."""
+
+    batches_per_epoch: int
+    train_samples: int
+
+    def begin_epoch(self, epoch: int) -> None: ...
+    def reset_train_metrics(self) -> None: ...
+    def train_step(self, batch: int) -> None: ...
+    def train_metrics(self) -> dict[str, float]: ...
+    def last_loss(self) -> float: ...
+    def evaluate(self, split: str) -> dict[str, float]: ...
+    def has_split(self, split: str) -> bool: ...
+    def learning_rates(self) -> list[float]: ...
+    def set_learning_rates(self, lrs: list[float]) -> None: ...
+    def memory_metrics(self) -> dict[str, float]: ...
+    def get_weights(self) -> Any: ...
+    def set_weights(self, weights: Any) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def save_file(self, payload: dict[str, Any], path: Path) -> None: ...
+    def load_file(self, path: Path) -> dict[str, Any]: ...
+
+
+class EpochLoop:
+    """Runs `epochs` epochs of `backend` steps, calling `callbacks` at each Event."""
+
+    def __init__(self, backend: Backend, callbacks: list[Callback], epochs: int) -> None:
+        self.backend = backend
+        self.callbacks = list(callbacks)
+        self.epochs = epochs
+        self.state = LoopState()
+        # Only callbacks that override a method are called for it: the per-batch events stay
+        # free for the callbacks that do not care about batches.
+        self._listeners = {
+            event: [
+                getattr(cb, event.value)
+                for cb in self.callbacks
+                if getattr(type(cb), event.value) is not getattr(Callback, event.value)
+            ]
+            for event in Event
+        }
+
+    def dispatch(self, event: Event, *args: Any) -> None:
+        for method in self._listeners[event]:
+            method(self, *args)
+
+    # ----------------------------------------------------------------------------- running
+
+    def train(self) -> LoopState:
+        """Train until the last epoch or until a callback stops the run; say why it stopped."""
+        state = self.state
+        try:
+            self.dispatch(Event.TRAIN_BEGIN)
+            while state.epoch < self.epochs and not state.should_stop:
+                self.train_epoch()
+                if state.should_stop and state.mid_epoch:
+                    break  # interrupted or failed inside the epoch: no validation of half an epoch
+                metrics = self.end_epoch()
+                self.dispatch(Event.EPOCH_END, metrics)
+            if not state.should_stop:
+                state.stop(f"reached the last epoch ({self.epochs})")
+        except BaseException as exc:
+            self.dispatch(Event.EXCEPTION, exc)
+            raise
+        log.info("training stopped: %s", state.stop_reason)
+        self.dispatch(Event.TRAIN_END)
+        if state.failed:
+            raise TrainingFailed(state.stop_reason)
+        return state
+
+    def train_epoch(self) -> None:
+        """Run the batches of the current epoch from where it stands (a resume may start mid-way)."""
+        state, backend = self.state, self.backend
+        if not state.mid_epoch:
+            backend.reset_train_metrics()
+            state.epoch_elapsed_s = 0.0
+        self.dispatch(Event.EPOCH_BEGIN)
+        backend.begin_epoch(state.epoch)
+        started = time.perf_counter() - state.epoch_elapsed_s
+        for batch in range(state.batch_in_epoch, backend.batches_per_epoch):
+            self.dispatch(Event.BATCH_BEGIN)
+            backend.train_step(batch)
+            state.batch_in_epoch = batch + 1
+            state.step += 1
+            state.epoch_elapsed_s = time.perf_counter() - started
+            self.dispatch(Event.BATCH_END)
+            if state.should_stop and (state.interrupted or state.failed):
+                return
+
+    def end_epoch(self) -> dict[str, float]:
+        """Close the epoch: train and validation metrics, timing, memory; append to history."""
+        state, backend = self.state, self.backend
+        elapsed = state.epoch_elapsed_s
+        metrics = {"epoch": float(state.epoch + 1), **backend.train_metrics()}
+        metrics.update(self.validate())
+        metrics["learning_rate"] = backend.learning_rates()[0]
+        metrics["epoch_time_s"] = elapsed
+        metrics["samples_per_s"] = backend.train_samples / elapsed if elapsed > 0 else 0.0
+        metrics.update(backend.memory_metrics())
+        state.history.append(metrics)
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        return metrics
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on the validation split, prefixed val_ (empty when there is no such split)."""
+        if not self.backend.has_split("val"):
+            return {}
+        self.dispatch(Event.VALIDATION_BEGIN)
+        metrics = {f"val_{k}": v for k, v in self.backend.evaluate("val").items()}
+        self.dispatch(Event.VALIDATION_END, metrics)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics on the test split, prefixed test_ (empty when there is no test split)."""
+        if not self.backend.has_split("test"):
+            return {}
+        return {f"test_{k}": v for k, v in self.backend.evaluate("test").items()}
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """Everything exact resume needs, as plain data plus the backend's own state."""
+        return {
+            "loop": self.state.state_dict(),
+            "backend": self.backend.state_dict(),
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+            "rng": {"python": random.getstate(), "numpy": _numpy_rng_state()},
+        }
+
+    def save_checkpoint(self, path: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write a checkpoint atomically (the backend writes to a temp file and renames)."""
+        self.backend.save_file({**self.checkpoint_payload(), **(extra or {})}, path)
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Restore loop, backend, callbacks and RNG from `path`; returns the whole payload."""
+        payload = self.backend.load_file(path)
+        self.state.load_state_dict(payload["loop"])
+        if self.state.interrupted:  # a paused run goes on from where it was stopped
+            self.state.interrupted = self.state.should_stop = False
+            self.state.stop_reason = None
+        self.backend.load_state_dict(payload["backend"])
+        for cb in self.callbacks:
+            if cb.state_key in payload["callbacks"]:
+                cb.load_state_dict(payload["callbacks"][cb.state_key])
+        random.setstate(_as_tuple(payload["rng"]["python"]))
+        np.random.set_state(_numpy_rng_tuple(payload["rng"]["numpy"]))
+        return payload
+
+
+def _numpy_rng_state() -> list[Any]:
+    """numpy's global RNG state as plain lists/ints, so a weights-only loader accepts it."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_rng_tuple(state: list[Any]) -> tuple[Any, ...]:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists back to tuples, recursively: random.setstate wants the tuples it gave."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,45 @@
+"""LoopState: where the loop is, what it has seen, and whether (and why) it must stop."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # batches completed over the whole run
+    batch_in_epoch: int = 0  # batches completed in the current epoch
+    epoch_elapsed_s: float = 0.0  # training time spent in the current epoch before a resume
+    history: list[dict[str, float]] = field(default_factory=list)
+    stop_reason: str | None = None
+    should_stop: bool = False  # finish cleanly: the run is over
+    interrupted: bool = False  # pause: a checkpoint is written and the run resumes later
+    failed: bool = False  # the run cannot go on (for example a NaN loss)
+
+    def stop(self, reason: str) -> None:
+        """End the run after the current batch or epoch; callbacks call this, never the loop's own code."""
+        if not self.should_stop:
+            self.should_stop, self.stop_reason = True, reason
+
+    def interrupt(self, reason: str) -> None:
+        """Stop at the next batch boundary and keep the run resumable."""
+        self.interrupted = True
+        self.stop(reason)
+
+    def fail(self, reason: str) -> None:
+        """Stop at once; the run ends with an error and no further checkpoint."""
+        self.failed = True
+        self.stop(reason)
+
+    @property
+    def mid_epoch(self) -> bool:
+        return self.batch_in_epoch > 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)

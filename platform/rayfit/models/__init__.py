@@ -1,0 +1,1 @@
+"""Model builders by name (mlp, cnn) or by import path 'package.module:function'."""

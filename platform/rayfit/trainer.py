@@ -1,0 +1,167 @@
+"""Trainer: the Python API. Builds data, backend and callbacks from a config, runs the loop in
+this process, resumes from the run folder, exports the model and closes the MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import ray
+import yaml
+
+from rayfit.backends.torch_backend import TorchBackend
+from rayfit.callbacks.checkpoint import CheckpointIndex, Checkpointing
+from rayfit.callbacks.early_stopping import EarlyStopping
+from rayfit.callbacks.epoch_hook import EpochFn, EpochHook
+from rayfit.callbacks.history_logger import HistoryLogger
+from rayfit.callbacks.lr_schedule import LRScheduler, total_positions
+from rayfit.callbacks.mlflow_tracking import MlflowTracking, open_mlflow_run, tracking_uri
+from rayfit.callbacks.nan_guard import NanGuard
+from rayfit.callbacks.progress import ProgressBar
+from rayfit.callbacks.signals import GracefulStop
+from rayfit.config import ExperimentConfig, load_experiment
+from rayfit.data import load_dataset
+from rayfit.errors import CheckpointError, ConfigError
+from rayfit.loop import Callback, EpochLoop
+from rayfit.plots import plot_history
+from rayfit.run_folder import RunFolder, write_atomic
+from rayfit.schedules import build_schedule
+
+log = logging.getLogger("rayfit")
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: the history, why it stopped, test metrics and where things are."""
+
+    run_dir: Path
+    history: list[dict[str, float]]
+    stop_reason: str | None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_dir: Path | None = None
+    mlflow_run_id: str | None = None
+    interrupted: bool = False
+
+
+class Trainer:
+    """`Trainer(config).fit()` trains one experiment; re-running it resumes an unfinished run."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig | str | Path,
+        overrides: list[str] | None = None,
+        resume: bool = False,
+    ) -> None:
+        if isinstance(config, ExperimentConfig):
+            self.config = config
+        else:
+            self.config = load_experiment(config, overrides)
+        self.resume = resume
+        self._epoch_functions: list[EpochFn] = []
+
+    def register_progress_callback(self, fn: EpochFn) -> None:
+        """Call `fn(epoch, metrics)` after each epoch, with plain float metrics."""
+        self._epoch_functions.append(fn)
+
+    def fit(self) -> FitResult:
+        cfg = self.config
+        run = RunFolder.for_config(cfg)
+        run.check_resumable(cfg)
+        latest = CheckpointIndex(run.checkpoints).latest
+        if self.resume and latest is None:
+            raise CheckpointError(f"{run.path}: --resume was given but there is no checkpoint to resume")
+        data = load_dataset(cfg.data, cfg.trainer.seed)
+        if cfg.trainer.batch_size > len(data.x_train):
+            raise ConfigError(
+                f"trainer.batch_size: {cfg.trainer.batch_size} is larger than the "
+                f"{len(data.x_train)} training rows"
+            )
+        backend = TorchBackend(cfg, data)
+        data_info = data.info.to_dict()
+        checkpointing = self._checkpointing(run, data_info)
+        tracking = MlflowTracking(tracking_uri(cfg)) if cfg.tracking.enabled else None
+        loop = EpochLoop(backend, self._callbacks(backend, checkpointing, tracking), cfg.trainer.epochs)
+        if latest is not None:
+            loop.load_checkpoint(latest)  # a corrupt file fails here, before anything is written
+            log.info("resumed %s from %s", cfg.name, latest.name)
+        run_id = None
+        if tracking is not None:
+            run_id = tracking.run_id = open_mlflow_run(cfg, run.path)
+        run.start(cfg, mlflow_run_id=run_id, ray_version=ray.__version__)
+
+        state = loop.train()
+        result = FitResult(run.path, state.history, state.stop_reason, mlflow_run_id=run_id)
+        if state.interrupted:
+            result.interrupted = True
+            return result
+        result.test_metrics = loop.evaluate()
+        result.model_dir = self._export(backend, run, data_info)
+        plot = plot_history(state.history, run.path / "plots" / "curves.png")
+        if tracking is not None:
+            with mlflow.start_run(run_id=run_id):
+                backend.log_mlflow_model("model")
+            index = checkpointing.index
+            files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
+            best = index.best(1, checkpointing.mode)
+            if best:
+                files.append((run.checkpoints / best[0].file, "checkpoints/best"))
+            if index.latest is not None:
+                files.append((index.latest, "checkpoints/last"))
+            tracking.finish(result.test_metrics, files)
+        run.finish(stop_reason=state.stop_reason, test_metrics=result.test_metrics)
+        return result
+
+    def _checkpointing(self, run: RunFolder, data_info: dict[str, Any]) -> Checkpointing:
+        ck = self.config.checkpoint
+        extra = {
+            "config": self.config.model_dump(mode="json"),
+            "data_info": data_info,
+            "ray_version": ray.__version__,
+        }
+        return Checkpointing(
+            run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
+            ck.monitor, ck.mode, ck.on_exception, extra=extra,
+        )
+
+    def _callbacks(
+        self, backend: TorchBackend, checkpointing: Checkpointing, tracking: MlflowTracking | None
+    ) -> list[Callback]:
+        """The loop's features in the order they must run at each event."""
+        cfg = self.config
+        positions = total_positions(
+            cfg.schedule.interval, cfg.trainer.epochs, backend.batches_per_epoch, cfg.trainer.accumulate
+        )
+        schedules = [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
+        callbacks: list[Callback] = [
+            GracefulStop(),
+            LRScheduler(schedules, cfg.schedule.interval, cfg.trainer.accumulate),
+            NanGuard(),
+        ]
+        es = cfg.early_stopping
+        if es.enabled:
+            callbacks.append(
+                EarlyStopping(
+                    es.monitor, es.mode, es.patience, es.min_delta, es.baseline,
+                    es.start_from_epoch, es.restore_best,
+                )
+            )
+        callbacks += [
+            checkpointing,
+            HistoryLogger(checkpointing.folder.parent),
+            *([tracking] if tracking else []),
+            ProgressBar(cfg.trainer.progress),
+            EpochHook(self._epoch_functions),
+        ]
+        return callbacks
+
+    def _export(self, backend: TorchBackend, run: RunFolder, data_info: dict[str, Any]) -> Path:
+        """The final model (best weights when early stopping restored them) with what predict needs."""
+        backend.export(run.model_dir)
+        config_text = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        write_atomic(run.model_dir / "config.yaml", config_text)
+        write_atomic(run.model_dir / "data_info.json", json.dumps(data_info))
+        return run.model_dir
