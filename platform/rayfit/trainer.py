@@ -29,7 +29,7 @@ from rayfit.errors import CheckpointError, ConfigError
 from rayfit.loop import Callback, EpochLoop
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
-from rayfit.schedules import build_schedule
+from rayfit.schedules import Schedule, build_schedule
 
 log = logging.getLogger("rayfit")
 
@@ -83,8 +83,10 @@ class Trainer:
         backend = TorchBackend(cfg, data)
         data_info = data.info.to_dict()
         checkpointing = self._checkpointing(run, data_info)
+        schedules = self._schedules(backend)  # a bad schedule fails here, before MLflow opens its store
         tracking = MlflowTracking(tracking_uri(cfg)) if cfg.tracking.enabled else None
-        loop = EpochLoop(backend, self._callbacks(backend, checkpointing, tracking), cfg.trainer.epochs)
+        callbacks = self._callbacks(schedules, checkpointing, tracking)
+        loop = EpochLoop(backend, callbacks, cfg.trainer.epochs)
         if latest is not None:
             loop.load_checkpoint(latest)  # a corrupt file fails here, before anything is written
             log.info("resumed %s from %s", cfg.name, latest.name)
@@ -102,6 +104,7 @@ class Trainer:
         result.model_dir = self._export(backend, run, data_info)
         plot = plot_history(state.history, run.path / "plots" / "curves.png")
         if tracking is not None:
+            mlflow.set_tracking_uri(tracking_uri(cfg))  # log_model has only the fluent API
             with mlflow.start_run(run_id=run_id):
                 backend.log_mlflow_model("model")
             index = checkpointing.index
@@ -127,15 +130,19 @@ class Trainer:
             ck.monitor, ck.mode, ck.on_exception, extra=extra,
         )
 
-    def _callbacks(
-        self, backend: TorchBackend, checkpointing: Checkpointing, tracking: MlflowTracking | None
-    ) -> list[Callback]:
-        """The loop's features in the order they must run at each event."""
+    def _schedules(self, backend: TorchBackend) -> list[Schedule]:
+        """One LR schedule per optimizer parameter group; a ConfigError names a bad schedule."""
         cfg = self.config
         positions = total_positions(
             cfg.schedule.interval, cfg.trainer.epochs, backend.batches_per_epoch, cfg.trainer.accumulate
         )
-        schedules = [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
+        return [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
+
+    def _callbacks(
+        self, schedules: list[Schedule], checkpointing: Checkpointing, tracking: MlflowTracking | None
+    ) -> list[Callback]:
+        """The loop's features in the order they must run at each event."""
+        cfg = self.config
         callbacks: list[Callback] = [
             GracefulStop(),
             LRScheduler(schedules, cfg.schedule.interval, cfg.trainer.accumulate),
@@ -149,10 +156,12 @@ class Trainer:
                     es.start_from_epoch, es.restore_best,
                 )
             )
+        # History and MLflow log an epoch before its checkpoint: a kill between the two makes the
+        # resumed run log that epoch again (same values) rather than never.
         callbacks += [
-            checkpointing,
             HistoryLogger(checkpointing.folder.parent),
             *([tracking] if tracking else []),
+            checkpointing,
             ProgressBar(cfg.trainer.progress),
             EpochHook(self._epoch_functions),
         ]

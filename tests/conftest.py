@@ -1,0 +1,114 @@
+"""Shared fixtures: a working directory per test and a small, fast experiment file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TINY = {
+    "data": {"source": "sklearn:digits", "val_fraction": 0.15, "test_fraction": 0.15},
+    "model": {"type": "mlp", "hidden_units": [32], "dropout": 0.1},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "trainer": {"epochs": 3, "batch_size": 64, "seed": 1, "progress": "log"},
+    "tracking": {"enabled": False},
+}
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_experiment(folder: Path, name: str = "tiny", **sections: Any) -> Path:
+    """A small digits experiment (3 epochs, MLflow off) with `sections` merged over it."""
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(deep_merge({"name": name, **TINY}, sections)))
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder, as a user would run in a project folder (runs/ and mlflow.db land here)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store per test session: creating a store costs seconds (schema migrations)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+class ScriptedBackend:
+    """A pure-Python backend whose validation metrics follow a script: it drives the
+    framework-free loop in tests of loop and callback logic. Its 'weights' are the number of
+    optimizer steps taken, so restoring the best weights is visible."""
+
+    def __init__(self, val_losses: list[float], batches_per_epoch: int = 2) -> None:
+        self.val_losses = val_losses
+        self.batches_per_epoch = batches_per_epoch
+        self.train_samples = batches_per_epoch * 10
+        self.weights = 0
+        self.epoch = 0
+        self.lrs = [0.1]
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def reset_train_metrics(self) -> None: ...
+
+    def train_step(self, batch: int) -> None:
+        self.weights += 1
+
+    def train_metrics(self) -> dict[str, float]:
+        return {"train_loss": 1.0}
+
+    def last_loss(self) -> float:
+        return 1.0
+
+    def has_split(self, split: str) -> bool:
+        return True
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return {"loss": self.val_losses[self.epoch]}
+
+    def learning_rates(self) -> list[float]:
+        return self.lrs
+
+    def set_learning_rates(self, lrs: list[float]) -> None:
+        self.lrs = list(lrs)
+
+    def memory_metrics(self) -> dict[str, float]:
+        return {}
+
+    def get_weights(self) -> int:
+        return self.weights
+
+    def set_weights(self, weights: int) -> None:
+        self.weights = weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.weights = state["weights"]
+
+
+@pytest.fixture
+def scripted() -> type[ScriptedBackend]:
+    return ScriptedBackend
+
+
+@pytest.fixture
+def make_experiment(workdir: Path):
+    """write_experiment into the test's working directory: make_experiment(name, **sections)."""
+
+    def make(name: str = "tiny", **sections: Any) -> Path:
+        return write_experiment(workdir, name, **sections)
+
+    return make
