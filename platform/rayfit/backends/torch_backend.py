@@ -247,6 +247,7 @@ class TorchBackend:
         """Log the model with MLflow's pytorch flavor (requirements given, not inferred: faster)."""
         import mlflow.pytorch
 
+        self.model.eval()  # the pt2 format traces the graph: trace inference, not dropout
         mlflow.pytorch.log_model(
             self.model.cpu(),
             name=name,

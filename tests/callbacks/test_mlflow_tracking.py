@@ -1,0 +1,103 @@
+"""MLflow records a run: params, one point per epoch per metric, test metrics, artifacts and a
+model that loads back with the pytorch flavor; also against a real `mlflow server`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow.pytorch
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from rayfit import Trainer
+from rayfit.inference import SavedModel
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
+                 "epoch_time_s", "samples_per_s", "peak_memory_mb")
+
+
+def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_three_epoch_run_is_recorded(make_experiment, mlflow_uri):
+    experiment = make_experiment(tracking={"enabled": True, "uri": mlflow_uri, "experiment": "recorded"})
+    result = Trainer(experiment).fit()
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(result.mlflow_run_id)
+
+    assert run.info.status == "FINISHED" and run.info.run_name == "tiny"
+    assert run.data.params["optimizer.lr"] == "0.003"
+    assert run.data.params["model.hidden_units"] == "[32]"
+    for metric in EPOCH_METRICS:
+        points = client.get_metric_history(run.info.run_id, metric)
+        assert [p.step for p in points] == [1, 2, 3], metric
+    val_loss = [p.value for p in client.get_metric_history(run.info.run_id, "val_loss")]
+    assert val_loss == pytest.approx([row["val_loss"] for row in result.history])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_metrics["test_accuracy"])
+
+    files = artifact_paths(client, run.info.run_id)
+    assert {"config/config.yaml", "history/history.csv", "plots/curves.png"} <= files
+    assert any(f.startswith("checkpoints/best/ckpt-") for f in files)
+    assert any(f.startswith("checkpoints/last/ckpt-") for f in files)
+
+    # the logged pytorch-flavor model gives the exported model's outputs
+    mlflow.set_tracking_uri(mlflow_uri)
+    logged = client.search_logged_models([run.info.experiment_id])
+    model = mlflow.pytorch.load_model(logged[0].model_uri)
+    saved = SavedModel(result.run_dir)
+    x = torch.randn(5, 64)
+    assert torch.allclose(model(x), saved.model(x))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_tracking_uri_takes_a_real_mlflow_server(make_experiment, mlflow_server):
+    experiment = make_experiment(
+        trainer={"epochs": 2}, tracking={"enabled": True, "uri": mlflow_server, "experiment": "served"}
+    )
+    result = Trainer(experiment).fit()
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    assert "history/history.csv" in artifact_paths(client, run.info.run_id)
+    assert not Path("mlflow.db").exists()  # nothing went to the default local store
+    assert np.isfinite(run.data.metrics["test_loss"])
