@@ -80,9 +80,9 @@ class MlflowTracking(Callback):
         mlflow.flush_async_logging()
 
     def on_train_end(self, loop: EpochLoop) -> None:
-        if loop.state.interrupted:  # paused: resuming sets it RUNNING again
+        if loop.state.interrupted or loop.state.failed:  # a paused run is RUNNING again on resume
             self.flush()
-            self.client.set_terminated(self.run_id, status="KILLED")
+            self.client.set_terminated(self.run_id, status="FAILED" if loop.state.failed else "KILLED")
 
     def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
         self.flush()

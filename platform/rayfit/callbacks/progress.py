@@ -42,7 +42,7 @@ class ProgressBar(Callback):
             return
         self._progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -52,10 +52,10 @@ class ProgressBar(Callback):
         )
         self._progress.start()
         self._epochs = self._progress.add_task(
-            "epochs", total=loop.epochs, completed=loop.state.epoch, metrics=""
+            "epoch", total=loop.epochs, completed=loop.state.epoch, metrics=""
         )
         self._batches = self._progress.add_task(
-            "batches", total=loop.backend.batches_per_epoch, metrics=""
+            "batch", total=loop.backend.batches_per_epoch, metrics=""
         )
 
     def on_epoch_begin(self, loop: EpochLoop) -> None:
@@ -69,7 +69,7 @@ class ProgressBar(Callback):
         now = time.monotonic()
         if now >= self._next_draw:
             self._next_draw = now + self.refresh_s
-            running = format_metrics(loop.backend.train_metrics(), ("train_loss", "train_accuracy"))
+            running = format_metrics(loop.backend.train_metrics(), ("train_loss",))
             self._progress.update(self._batches, completed=loop.state.batch_in_epoch, metrics=running)
             self._progress.refresh()
 
@@ -81,7 +81,8 @@ class ProgressBar(Callback):
         if self._progress is None:
             print(line, flush=True)
             return
-        self._progress.update(self._epochs, completed=loop.state.epoch, metrics=format_metrics(metrics))
+        shown = format_metrics(metrics, ("val_loss", "val_accuracy"))
+        self._progress.update(self._epochs, completed=loop.state.epoch, metrics=shown)
         self._progress.update(self._batches, completed=loop.backend.batches_per_epoch)
         self._progress.console.print(line)
         self._progress.refresh()

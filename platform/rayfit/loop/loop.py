@@ -90,8 +90,8 @@ class EpochLoop:
         except BaseException as exc:
             self.dispatch(Event.EXCEPTION, exc)
             raise
-        log.info("training stopped: %s", state.stop_reason)
         self.dispatch(Event.TRAIN_END)
+        log.info("training stopped: %s", state.stop_reason)
         if state.failed:
             raise TrainingFailed(state.stop_reason)
         return state

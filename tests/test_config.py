@@ -1,0 +1,43 @@
+"""Experiment files: defaults, dotted overrides (typed by YAML), suggestions for unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayfit.config import load_experiment
+from rayfit.errors import ConfigError
+
+
+def test_overrides_are_typed_and_create_sections(make_experiment):
+    cfg = load_experiment(
+        make_experiment(),
+        ["trainer.epochs=7", "model.hidden_units=[8, 4]", "early_stopping.enabled=true",
+         "optimizer.lr=1e-2", "schedule.name=cosine", "name=other"],
+    )
+    assert cfg.trainer.epochs == 7 and cfg.model.hidden_units == [8, 4]
+    assert cfg.early_stopping.enabled is True and cfg.optimizer.lr == 0.01
+    assert cfg.schedule.name == "cosine" and cfg.name == "other"
+    assert cfg.data.source == "sklearn:digits"  # untouched keys keep the file's values
+    assert cfg.flat()["trainer.epochs"] == 7
+
+
+def test_name_defaults_to_the_file_stem(workdir):
+    (workdir / "my_exp.yaml").write_text("data: {source: 'sklearn:iris'}\n")
+    cfg = load_experiment(workdir / "my_exp.yaml")
+    assert cfg.name == "my_exp" and cfg.optimizer.name == "adam" and cfg.scaling.num_workers == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.epocs=3", "unknown key trainer.epocs; did you mean trainer.epochs?"),
+        ("optimzer.lr=1", "unknown key optimzer; did you mean optimizer?"),
+        ("trainer.batch_size=many", "trainer.batch_size: Input should be a valid integer"),
+        ("optimizer.lr=-0.1", "optimizer.lr: Input should be greater than 0, got -0.1"),
+    ],
+)
+def test_errors_name_the_field(make_experiment, override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_experiment(make_experiment(), [override])
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
