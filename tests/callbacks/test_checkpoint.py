@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rayfit import Trainer
@@ -39,3 +40,40 @@ def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment):
     assert payload["loop"]["epoch"] == 1 and len(payload["loop"]["history"]) == 1
     assert payload["config"]["name"] == "tiny"
     assert len(payload["data_info"]["mean"]) == 64
+
+
+FAILING_MODEL = """
+from torch import nn
+
+class Fails(nn.Module):
+    def __init__(self, n_inputs, n_outputs):
+        super().__init__()
+        self.linear = nn.Linear(n_inputs, n_outputs)
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == 15:
+                raise RuntimeError("user model failed")
+        return self.linear(x)
+
+def build(n_inputs, n_outputs):
+    return Fails(n_inputs, n_outputs)
+"""
+
+
+def test_an_exception_saves_a_checkpoint_at_the_last_whole_batch(make_experiment, workdir, monkeypatch):
+    (workdir / "failing_model.py").write_text(FAILING_MODEL)
+    monkeypatch.syspath_prepend(str(workdir))
+    experiment = make_experiment(
+        model={"type": "failing_model:build"}, trainer={"batch_size": 128},
+        checkpoint={"every_epochs": 5},
+    )
+    with pytest.raises(RuntimeError, match="user model failed"):
+        Trainer(experiment).fit()
+    folder = workdir / "runs" / "tiny" / "checkpoints"
+    index = json.loads((folder / "index.json").read_text())["checkpoints"]
+    assert [(e["epoch"], e["step"]) for e in index] == [(1, 14)]  # 14 batches done, the 15th failed
+    payload = torch.load(folder / index[0]["file"], weights_only=True)
+    assert payload["loop"]["batch_in_epoch"] == 4
