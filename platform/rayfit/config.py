@@ -46,7 +46,10 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":
         if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must be below 1")
+            raise ValueError(
+                f"val_fraction + test_fraction must be below 1, got {self.val_fraction} + "
+                f"{self.test_fraction}"
+            )
         return self
 
 
@@ -215,11 +218,19 @@ def read_mapping(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {first}") from exc
+        kind = path.suffix.lstrip(".") or "YAML"
+        raise ConfigError(f"{path}: not valid {kind}: {parse_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+def parse_problem(exc: Exception) -> str:
+    """One line for a YAML/JSON parse error: what was wrong and where (PyYAML spreads it over lines)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(exc).strip().splitlines()[0]
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -227,7 +238,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example trainer.epochs=5")
-    value = yaml.safe_load(text) if text else ""
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {item!r}: the value is not valid YAML ({parse_problem(exc)}); quote text"
+        ) from exc
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
@@ -339,9 +355,15 @@ def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str
             nested[section][field] = params.pop(key)
     if "early_stopping_patience" in params:
         nested["early_stopping"] = {"enabled": True, "patience": params.pop("early_stopping_patience")}
-    leftovers = sorted(flat) + [f"algorithm_params.{k}" for k in sorted(params)]
+    known = {"": [*SEED_KEYS, "feature_columns", "target_column", "val_data_path", "test_data_path",
+                  "name", *moves],
+             "algorithm_params.": [*param_moves, "early_stopping_patience"]}
+    leftovers = [("", k) for k in sorted(flat)] + [("algorithm_params.", k) for k in sorted(params)]
     if leftovers:
-        raise ConfigError(f"{where}unknown key {leftovers[0]} in the flat experiment format")
+        prefix, key = leftovers[0]
+        match = difflib.get_close_matches(key, known[prefix], n=1)
+        hint = f"; did you mean {prefix}{match[0]}?" if match else ""
+        raise ConfigError(f"{where}unknown key {prefix}{key} in the flat experiment format{hint}")
     return {k: v for k, v in nested.items() if v != {}} | {"data": nested["data"]}
 
 

@@ -26,7 +26,7 @@ from rayfit.callbacks.signals import GracefulStop
 from rayfit.config import ExperimentConfig, load_experiment
 from rayfit.data import load_dataset
 from rayfit.errors import CheckpointError, ConfigError
-from rayfit.loop import Callback, EpochLoop
+from rayfit.loop import Callback, EpochLoop, TrainingFailed
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import Schedule, build_schedule
@@ -69,6 +69,11 @@ class Trainer:
 
     def fit(self) -> FitResult:
         cfg = self.config
+        if cfg.scaling.num_workers > 1:
+            raise ConfigError(
+                f"scaling.num_workers: {cfg.scaling.num_workers} workers need Ray Train, which is not "
+                "wired in yet; use 1 (training runs in this process)"
+            )
         run = RunFolder.for_config(cfg)
         run.check_resumable(cfg)
         latest = CheckpointIndex(run.checkpoints).latest
@@ -83,7 +88,7 @@ class Trainer:
         backend = TorchBackend(cfg, data)
         data_info = data.info.to_dict()
         checkpointing = self._checkpointing(run, data_info)
-        schedules = self._schedules(backend)  # a bad schedule fails here, before MLflow opens its store
+        schedules = self._schedules(backend)
         tracking = MlflowTracking(tracking_uri(cfg)) if cfg.tracking.enabled else None
         callbacks = self._callbacks(schedules, checkpointing, tracking)
         loop = EpochLoop(backend, callbacks, cfg.trainer.epochs)
@@ -92,10 +97,15 @@ class Trainer:
             log.info("resumed %s from %s", cfg.name, latest.name)
         run_id = None
         if tracking is not None:
-            run_id = tracking.run_id = open_mlflow_run(cfg, run.path)
+            run_id = open_mlflow_run(cfg, run.path)
+            tracking.attach(run_id)
         run.start(cfg, mlflow_run_id=run_id, ray_version=ray.__version__)
 
-        state = loop.train()
+        try:
+            state = loop.train()
+        except TrainingFailed as exc:
+            run.update(run.status() | {"status": "failed", "stop_reason": str(exc)})
+            raise
         result = FitResult(run.path, state.history, state.stop_reason, mlflow_run_id=run_id)
         if state.interrupted:
             result.interrupted = True

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
 from rayfit.config import ExperimentConfig
+from rayfit.errors import ConfigError
 from rayfit.loop import Callback, EpochLoop
 
 log = logging.getLogger("rayfit")
@@ -28,7 +30,13 @@ def tracking_uri(cfg: ExperimentConfig) -> str:
 def open_mlflow_run(cfg: ExperimentConfig, run_dir: Path) -> str:
     """The id of the MLflow run for `run_dir`: the existing one on resume, else a new one with the
     flattened config as params."""
-    client = MlflowClient(tracking_uri(cfg))
+    try:
+        client = MlflowClient(tracking_uri(cfg))
+    except UnsupportedModelRegistryStoreURIException as exc:  # what MLflow raises for unknown schemes
+        raise ConfigError(
+            f"tracking.uri: MLflow does not support {tracking_uri(cfg)!r}; expected for example "
+            "sqlite:///mlflow.db, a folder or http://HOST:PORT"
+        ) from exc
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     experiment_id = (
         experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment)
@@ -54,9 +62,13 @@ def metric_list(metrics: dict[str, float], step: int) -> list[mlflow.entities.Me
 class MlflowTracking(Callback):
     """Log each epoch's metrics (step = epoch) asynchronously, so the epoch does not wait on the store."""
 
-    def __init__(self, uri: str, run_id: str = "") -> None:
-        self.uri, self.run_id = uri, run_id  # the driver sets run_id once it has opened the run
-        self.client = MlflowClient(uri)
+    def __init__(self, uri: str) -> None:
+        self.uri, self.run_id = uri, ""
+
+    def attach(self, run_id: str) -> None:
+        """Log into `run_id` (opened by the driver). Creating a client opens the store, which is
+        why this waits until every input has been checked."""
+        self.run_id, self.client = run_id, MlflowClient(self.uri)
 
     def on_train_begin(self, loop: EpochLoop) -> None:
         self.client.update_run(self.run_id, status="RUNNING")
