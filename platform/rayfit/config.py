@@ -300,7 +300,8 @@ def is_seed_format(raw: dict[str, Any]) -> bool:
 def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
     """Map the flat request format (as the service receives it) onto the nested schema.
 
-    Relative data paths are taken from the file's folder, so the file runs from anywhere.
+    Relative data paths and output_path are taken from the file's folder, so the file runs
+    from anywhere and writes next to itself.
     """
     flat = dict(flat)
     params = dict(flat.pop("algorithm_params", None) or {})
@@ -310,7 +311,12 @@ def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str
         raise ConfigError(f"{where}algorithm_type: expected 'deep_learning', got {algorithm!r}")
 
     def data_path(value: str | None) -> str | None:
-        if value is None or path is None or Path(value).is_absolute() or ":" in value:
+        if not isinstance(value, str) or path is None or Path(value).is_absolute() or ":" in value:
+            return value  # sklearn:NAME, absolute, or not text (validation reports that)
+        return str((path.parent / value).resolve())
+
+    def folder_path(value: Any) -> Any:
+        if not isinstance(value, str) or path is None or Path(value).is_absolute():
             return value
         return str((path.parent / value).resolve())
 
@@ -343,6 +349,8 @@ def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str
     for key, (section, field) in moves.items():
         if key in flat:
             nested[section][field] = flat.pop(key)
+    if "storage" in nested["tracking"]:
+        nested["tracking"]["storage"] = folder_path(nested["tracking"]["storage"])
     param_moves = {
         "model_type": ("model", "type"),
         "hidden_units": ("model", "hidden_units"),

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import ray
 import yaml
 
 from rayfit.backends.torch_backend import TorchBackend
@@ -32,6 +32,7 @@ from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import Schedule, build_schedule
 
 log = logging.getLogger("rayfit")
+RAY_VERSION = version("ray")  # recorded in checkpoints: snapshots are tied to Ray's minor version
 
 
 @dataclass
@@ -93,13 +94,19 @@ class Trainer:
         callbacks = self._callbacks(schedules, checkpointing, tracking)
         loop = EpochLoop(backend, callbacks, cfg.trainer.epochs)
         if latest is not None:
-            loop.load_checkpoint(latest)  # a corrupt file fails here, before anything is written
+            payload = loop.load_checkpoint(latest)  # a corrupt file fails here, before any write
+            saved_ray = str(payload.get("ray_version", ""))
+            if saved_ray.split(".")[:2] != RAY_VERSION.split(".")[:2]:
+                raise CheckpointError(
+                    f"{latest}: written with Ray {saved_ray or 'unknown'}, this is Ray {RAY_VERSION}; "
+                    "resume with the same Ray minor version"
+                )
             log.info("resumed %s from %s", cfg.name, latest.name)
         run_id = None
         if tracking is not None:
             run_id = open_mlflow_run(cfg, run.path)
             tracking.attach(run_id)
-        run.start(cfg, mlflow_run_id=run_id, ray_version=ray.__version__)
+        run.start(cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
 
         try:
             state = loop.train()
@@ -133,7 +140,7 @@ class Trainer:
         extra = {
             "config": self.config.model_dump(mode="json"),
             "data_info": data_info,
-            "ray_version": ray.__version__,
+            "ray_version": RAY_VERSION,
         }
         return Checkpointing(
             run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
