@@ -31,6 +31,7 @@ class ProgressBar(Callback):
     def __init__(self, mode: str = "auto", refresh_s: float = 0.2) -> None:
         self.console = Console(stderr=False)
         self.bars = mode == "bar" or (mode == "auto" and self.console.is_terminal)
+        self.silent = mode == "none"  # no bars and no epoch lines
         self.refresh_s = refresh_s
         self._next_draw = 0.0
         self._progress: Progress | None = None
@@ -74,6 +75,8 @@ class ProgressBar(Callback):
             self._progress.refresh()
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
+        if self.silent:
+            return
         line = (
             f"epoch {loop.state.epoch}/{loop.epochs} {format_metrics(metrics)} "
             f"{metrics['epoch_time_s']:.2f}s {metrics['samples_per_s']:.0f} samples/s"

@@ -1,0 +1,108 @@
+"""`rayfit evaluate` and `rayfit predict` on a finished run: the same numbers training produced.
+
+Predictions are checked three ways: the CLI's CSV, SavedModel.predict_frame, and a forward pass
+written here in NumPy from the last checkpoint's weights and the scaler in model/data_info.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from rayfit.callbacks.checkpoint import CheckpointIndex
+from rayfit.cli import main
+from rayfit.inference import SavedModel
+from rayfit.trainer import FitResult, Trainer
+from tests.conftest import write_experiment
+
+
+@pytest.fixture
+def finished(workdir: Path) -> FitResult:
+    """A 3-epoch digits MLP (no early stopping: the exported model is the last epoch's)."""
+    return Trainer(write_experiment(workdir)).fit()
+
+
+def raw_rows() -> pd.DataFrame:
+    """Digits rows as a user has them: original column names, raw 0..16 pixel values; the first
+    60 real images, then 40 random images on which the model's answer is its own, not a label."""
+    frame = load_digits(as_frame=True).frame
+    features = frame.drop(columns="target")
+    noise = np.random.default_rng(7).integers(0, 17, size=(40, features.shape[1]))
+    return pd.concat(
+        [features.iloc[:60], pd.DataFrame(noise.astype(float), columns=features.columns)],
+        ignore_index=True,
+    )
+
+
+def numpy_predictions(run_dir: Path, rows: pd.DataFrame) -> list:
+    """Class labels from the last checkpoint's weights, computed without rayfit's model code:
+    standardise with data_info.json, then Linear -> ReLU -> ... -> Linear, argmax."""
+    info = json.loads((run_dir / "model" / "data_info.json").read_text())
+    latest = CheckpointIndex(run_dir / "checkpoints").latest
+    weights = torch.load(latest, map_location="cpu", weights_only=True)["backend"]["model"]
+    layers = sorted({key.rsplit(".", 1)[0] for key in weights}, key=int)  # Sequential indices
+    x = (rows[info["features"]].to_numpy(np.float64) - np.array(info["mean"])) / np.array(info["std"])
+    for i, layer in enumerate(layers):
+        w = weights[f"{layer}.weight"].double().numpy()
+        b = weights[f"{layer}.bias"].double().numpy()
+        x = x @ w.T + b
+        if i < len(layers) - 1:
+            x = np.maximum(x, 0.0)  # dropout is off at inference
+    return [info["classes"][i] for i in x.argmax(axis=1)]
+
+
+def test_evaluate_prints_the_test_metrics_fit_returned(
+    finished: FitResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert set(finished.test_metrics) == {"test_loss", "test_accuracy"}
+    for run in ("tiny", str(finished.run_dir)):  # a name under ./runs, or the folder itself
+        capsys.readouterr()
+        assert main(["evaluate", run]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed.keys() == finished.test_metrics.keys()
+        assert printed["test_accuracy"] == finished.test_metrics["test_accuracy"]
+        assert printed["test_loss"] == pytest.approx(finished.test_metrics["test_loss"], rel=1e-6)
+
+
+def test_predict_writes_the_models_own_argmax(
+    finished: FitResult, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = raw_rows()
+    rows.to_csv(workdir / "rows.csv", index=False)
+
+    assert main(["predict", "tiny", "--input", "rows.csv", "--output", "predictions.csv"]) == 0
+    assert "wrote 100 predictions" in capsys.readouterr().out
+    written = pd.read_csv(workdir / "predictions.csv")
+    assert list(written.columns) == [*rows.columns, "predicted_target"]
+    np.testing.assert_array_equal(written[rows.columns].to_numpy(), rows.to_numpy())
+    predicted = written["predicted_target"].tolist()
+
+    expected = numpy_predictions(finished.run_dir, rows)
+    assert predicted == expected
+    assert predicted == SavedModel(finished.run_dir).predict_frame(rows, "rows.csv")
+    # the check has teeth: the random images get varied answers, and the real ones mostly right
+    assert len(set(predicted[60:])) > 1
+    labels = load_digits().target[:60]
+    assert np.mean(np.array(predicted[:60]) == labels) > 0.8
+
+
+def test_exported_model_is_the_last_checkpoints_model(finished: FitResult) -> None:
+    latest = CheckpointIndex(finished.run_dir / "checkpoints").latest
+    at_end = torch.load(latest, map_location="cpu", weights_only=True)["backend"]["model"]
+    exported = torch.load(finished.model_dir / "model.pt", map_location="cpu", weights_only=True)
+    assert exported.keys() == at_end.keys()
+    for key in exported:
+        assert torch.equal(exported[key], at_end[key]), key
+
+
+def test_predict_refuses_to_overwrite(finished: FitResult, workdir: Path) -> None:
+    raw_rows().iloc[:5].to_csv(workdir / "rows.csv", index=False)
+    (workdir / "predictions.csv").write_text("keep me\n")
+    assert main(["predict", "tiny", "--input", "rows.csv", "--output", "predictions.csv"]) == 2
+    assert (workdir / "predictions.csv").read_text() == "keep me\n"
