@@ -121,19 +121,32 @@ class Trainer:
         result.model_dir = self._export(backend, run, data_info)
         plot = plot_history(state.history, run.path / "plots" / "curves.png")
         if tracking is not None:
-            mlflow.set_tracking_uri(tracking_uri(cfg))  # log_model has only the fluent API
-            with mlflow.start_run(run_id=run_id):
-                backend.log_mlflow_model("model")
-            index = checkpointing.index
-            files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
-            best = index.best(1, checkpointing.mode)
-            if best:
-                files.append((run.checkpoints / best[0].file, "checkpoints/best"))
-            if index.latest is not None:
-                files.append((index.latest, "checkpoints/last"))
-            tracking.finish(result.test_metrics, files)
+            self._close_tracking(tracking, backend, run, checkpointing, plot, result.test_metrics)
         run.finish(stop_reason=state.stop_reason, test_metrics=result.test_metrics)
         return result
+
+    def _close_tracking(
+        self,
+        tracking: MlflowTracking,
+        backend: TorchBackend,
+        run: RunFolder,
+        checkpointing: Checkpointing,
+        plot: Path,
+        test_metrics: dict[str, float],
+    ) -> None:
+        """Log the model (pytorch flavor), test metrics, config, history, plot and the best and
+        last checkpoints, then close the MLflow run."""
+        mlflow.set_tracking_uri(tracking.uri)  # log_model has only the fluent API
+        with mlflow.start_run(run_id=tracking.run_id):
+            backend.log_mlflow_model("model")
+        files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
+        index = checkpointing.index
+        best = index.best(1, checkpointing.mode)
+        if best:
+            files.append((run.checkpoints / best[0].file, "checkpoints/best"))
+        if index.latest is not None:
+            files.append((index.latest, "checkpoints/last"))
+        tracking.finish(test_metrics, files)
 
     def _checkpointing(self, run: RunFolder, data_info: dict[str, Any]) -> Checkpointing:
         ck = self.config.checkpoint
