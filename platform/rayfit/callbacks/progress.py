@@ -28,7 +28,7 @@ def format_metrics(metrics: dict[str, float], keys: tuple[str, ...] = SHOWN) -> 
 class ProgressBar(Callback):
     """Bars redraw at most every `refresh_s`, so the per-batch cost is one clock read."""
 
-    def __init__(self, mode: str = "auto", refresh_s: float = 0.2) -> None:
+    def __init__(self, mode: str = "auto", refresh_s: float = 0.5) -> None:
         self.console = Console(stderr=False)
         self.bars = mode == "bar" or (mode == "auto" and self.console.is_terminal)
         self.silent = mode == "none"  # no bars and no epoch lines
