@@ -12,11 +12,12 @@ def test_overrides_are_typed_and_create_sections(make_experiment):
     cfg = load_experiment(
         make_experiment(),
         ["trainer.epochs=7", "model.hidden_units=[8, 4]", "early_stopping.enabled=true",
-         "optimizer.lr=1e-2", "schedule.name=cosine", "name=other"],
+         "optimizer.lr=1e-2", "schedule.name=cosine", "name=other", "trainer.precision=32"],
     )
     assert cfg.trainer.epochs == 7 and cfg.model.hidden_units == [8, 4]
     assert cfg.early_stopping.enabled is True and cfg.optimizer.lr == 0.01
     assert cfg.schedule.name == "cosine" and cfg.name == "other"
+    assert cfg.trainer.precision == "32"  # YAML reads 32 as an int
     assert cfg.data.source == "sklearn:digits"  # untouched keys keep the file's values
     assert cfg.flat()["trainer.epochs"] == 7
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rayfit.errors import ConfigError
 
@@ -130,6 +137,12 @@ class TrainerConfig(Section):
     seed: int = 0
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """`precision: 32` in YAML (or --set trainer.precision=32) reads as an int; accept it."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class EarlyStoppingConfig(Section):
