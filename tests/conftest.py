@@ -14,6 +14,7 @@ TINY = {
     "optimizer": {"name": "adam", "lr": 0.003},
     "trainer": {"epochs": 3, "batch_size": 64, "seed": 1, "progress": "log"},
     "tracking": {"enabled": False},
+    "scaling": {"num_workers": 0},  # in-process; the Ray Train path has its own tests
 }
 
 
@@ -67,6 +68,8 @@ class ScriptedBackend:
 
     def train_metrics(self) -> dict[str, float]:
         return {"train_loss": 1.0}
+
+    running_metrics = train_metrics
 
     def last_loss(self) -> float:
         return 1.0

@@ -23,8 +23,8 @@ EXPERIMENTS = REPO / "experiments"
 
 
 def train(capsys: pytest.CaptureFixture[str], experiment: Path, *overrides: str) -> dict:
-    """`rayfit train EXPERIMENT --set ...` in-process; the JSON summary it prints at the end."""
-    args = ["train", str(experiment)]
+    """`rayfit train EXPERIMENT --local --set ...` (in-process); the JSON summary it prints at the end."""
+    args = ["train", str(experiment), "--local"]
     for item in overrides:
         args += ["--set", item]
     code = main(args)

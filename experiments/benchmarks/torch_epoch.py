@@ -220,6 +220,7 @@ def run_rayfit(data: Path, folder: Path, epochs: int, run_name: str) -> dict[str
         "model": {"type": "mlp", "hidden_units": HIDDEN},
         "optimizer": {"name": "adam", "lr": LR},
         "trainer": {"epochs": epochs, "batch_size": BATCH, "seed": 0, "device": "cpu"},
+        "scaling": {"num_workers": 0},  # one process, like the peers
         "tracking": {
             "enabled": True,
             "uri": f"sqlite:///{folder / 'mlflow.db'}",

@@ -24,6 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set trainer.epochs=5")
     train.add_argument("--resume", action="store_true", help="require a checkpoint to resume from")
+    train.add_argument("--local", action="store_true",
+                       help="train in this process, without Ray (scaling.num_workers=0)")
+
+    submit = commands.add_parser("submit", help="run `rayfit train` as a job on a Ray cluster")
+    submit.add_argument("experiment", help="experiment file, relative to the working directory")
+    submit.add_argument("--address", required=True, help="the cluster's dashboard, http://HOST:8265")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--working-dir", default=".", help="folder uploaded with the job (default .)")
 
     evaluate = commands.add_parser("evaluate", help="test metrics of a finished run")
     evaluate.add_argument("run", help="run folder, or run name under ./runs")
@@ -52,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rayfit.run_folder import RunFinished
     from rayfit.trainer import Trainer
 
-    trainer = Trainer(args.experiment, args.overrides, resume=args.resume)
+    overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
+    trainer = Trainer(args.experiment, overrides, resume=args.resume)
     try:
         result = trainer.fit()
     except RunFinished as done:
@@ -69,6 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({"run_dir": str(result.run_dir), "stop_reason": result.stop_reason,
                       **result.test_metrics}, indent=1))
     return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from rayfit.distributed.submit import submit
+
+    return submit(args.experiment, args.address, args.overrides, Path(args.working_dir).resolve())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -94,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 if __name__ == "__main__":
     sys.exit(main())

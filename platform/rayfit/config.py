@@ -172,11 +172,37 @@ class TrackingConfig(Section):
     uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///mlflow.db")
     experiment: str = "rayfit"
     storage: str = Field("runs", description="folder that holds each run's outputs")
+    system_metrics_s: float = Field(
+        10.0, ge=0, description="seconds between CPU/memory/GPU samples logged to MLflow; 0 = off"
+    )
 
 
 class ScalingConfig(Section):
-    num_workers: int = Field(1, ge=0)
+    """Where the loop runs: 0 workers trains in this process; 1 or more run it in Ray Train
+    workers (a (min, max) pair makes the group elastic)."""
+
+    num_workers: int | tuple[int, int] = Field(1, description="0 = in-process; [min, max] = elastic")
     use_gpu: bool = False
+    resources_per_worker: dict[str, float] | None = None
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    max_failures: int = Field(3, ge=-1, description="worker-group restarts from the last checkpoint")
+    address: str | None = Field(None, description="Ray cluster address; default: RAY_ADDRESS or a local Ray")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_make_sense(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+        low, high = value if isinstance(value, tuple) else (value, value)
+        if low < 0 or high < low or (isinstance(value, tuple) and low < 1):
+            raise ValueError("expected 0 or more workers, or [min, max] with 1 <= min <= max")
+        return value
+
+    @property
+    def distributed(self) -> bool:
+        return self.max_workers > 0
+
+    @property
+    def max_workers(self) -> int:
+        return self.num_workers[1] if isinstance(self.num_workers, tuple) else self.num_workers
 
 
 class ExperimentConfig(Section):

@@ -18,6 +18,12 @@ from rayfit.config import ExperimentConfig, flatten
 from rayfit.errors import CheckpointError
 
 
+# Where outputs and logs go, how many workers train and how progress shows do not change the
+# experiment: a moved project folder, a bigger cluster or `--local` may resume a run. (With another
+# number of workers a mid-epoch resume is no longer bitwise exact; an epoch-boundary one is.)
+FREE_ON_RESUME = ("tracking.", "scaling.", "trainer.progress")
+
+
 class RunFinished(Exception):
     """The run folder holds a finished run with this config; nothing to do."""
 
@@ -55,7 +61,10 @@ class RunFolder:
             return
         saved = flatten(self.saved_config())
         wanted = cfg.flat()
-        changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        changed = sorted(
+            k for k in saved.keys() | wanted.keys()
+            if saved.get(k) != wanted.get(k) and not k.startswith(FREE_ON_RESUME)
+        )
         if changed:
             key = changed[0]
             raise CheckpointError(

@@ -28,6 +28,7 @@ def config(source: str, **sections):
         "optimizer": {"name": "sgd", "lr": 0.1},
         "trainer": {"epochs": 1, "batch_size": 64, "progress": "none"},
         "tracking": {"enabled": False},
+        "scaling": {"num_workers": 0},
     }
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value}

@@ -31,7 +31,10 @@ def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -
 
 
 def test_three_epoch_run_is_recorded(make_experiment, mlflow_uri):
-    experiment = make_experiment(tracking={"enabled": True, "uri": mlflow_uri, "experiment": "recorded"})
+    experiment = make_experiment(
+        tracking={"enabled": True, "uri": mlflow_uri, "experiment": "recorded", "system_metrics_s": 0.2},
+        trainer={"epochs": 3, "batch_size": 16},  # long enough for a few system-metric samples
+    )
     result = Trainer(experiment).fit()
     client = MlflowClient(mlflow_uri)
     run = client.get_run(result.mlflow_run_id)
@@ -45,6 +48,9 @@ def test_three_epoch_run_is_recorded(make_experiment, mlflow_uri):
     val_loss = [p.value for p in client.get_metric_history(run.info.run_id, "val_loss")]
     assert val_loss == pytest.approx([row["val_loss"] for row in result.history])
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_metrics["test_accuracy"])
+
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
 
     files = artifact_paths(client, run.info.run_id)
     assert {"config/config.yaml", "history/history.csv", "plots/curves.png"} <= files

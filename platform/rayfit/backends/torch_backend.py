@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
@@ -39,13 +41,27 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
-class TorchBackend:
-    """Implements rayfit.loop.Backend for torch models on one process (CPU or one GPU)."""
+def process_group() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process is in, (0, 1) if none.
+    Ray Train's TorchTrainer sets the group up before the loop starts."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    def __init__(self, cfg: ExperimentConfig, data: Prepared) -> None:
+
+class TorchBackend:
+    """Implements rayfit.loop.Backend for torch models: one process, or one rank of a DDP group.
+
+    With several ranks, global batch i is rows perm[i*G:(i+1)*G] (G = batch_size x ranks) and each
+    rank trains its contiguous part, so N ranks match one process with an N-times larger batch.
+    Metrics are sums reduced over the ranks; stop decisions therefore agree everywhere.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, data: Prepared, device: torch.device | None = None) -> None:
         self.cfg, self.info = cfg, data.info
         trainer = cfg.trainer
-        self.device = resolve_device(cfg)
+        self.device = device if device is not None else resolve_device(cfg)
+        self.rank, self.world_size = process_group()
         self.classification = data.info.task != "regression"
         self.seed, self.batch_size, self.accumulate = trainer.seed, trainer.batch_size, trainer.accumulate
         torch.manual_seed(trainer.seed)  # model initialisation is part of the seeded run
@@ -53,6 +69,10 @@ class TorchBackend:
             cfg.model, data.info.n_inputs, data.info.n_outputs, data.info.image_shape
         ).to(self.device)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
+        self.train_model: nn.Module = self.model
+        if self.world_size > 1:  # gradients are averaged over the ranks in backward()
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.base_learning_rates = [g["lr"] for g in self.optimizer.param_groups]
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
         self.splits = {
@@ -61,12 +81,16 @@ class TorchBackend:
             "test": self._tensors(data.x_test, data.y_test),
         }
         self.train_samples = len(data.x_train)
-        self.batches_per_epoch = math.ceil(self.train_samples / self.batch_size)
+        self.global_batch = self.batch_size * self.world_size
+        # a last global batch with fewer rows than ranks is dropped: every rank needs a row
+        full, tail = divmod(self.train_samples, self.global_batch)
+        self.batches_per_epoch = full + (1 if tail >= self.world_size else 0)
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
-        if self._autocast_dtype is torch.float16 and self.device.type != "cuda":
+        if self._autocast_dtype is torch.float16 and self.device.type == "cpu":
             raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
-        self.scaler = torch.amp.GradScaler("cuda") if self._autocast_dtype is torch.float16 else None
+        fp16_on_gpu = self._autocast_dtype is torch.float16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16_on_gpu else None
         self._perm = torch.arange(0)
         self._last_loss = torch.zeros(())
         self.reset_train_metrics()
@@ -97,10 +121,12 @@ class TorchBackend:
 
     def train_step(self, batch: int) -> None:
         x_all, y_all = self.splits["train"]
-        index = self._perm[batch * self.batch_size : (batch + 1) * self.batch_size]
+        index = self._perm[batch * self.global_batch : (batch + 1) * self.global_batch]
+        if self.world_size > 1:
+            index = index.tensor_split(self.world_size)[self.rank]
         x, y = x_all[index], y_all[index]
         with self._autocast():
-            out = self.model(x)
+            out = self.train_model(x)
             loss = self._loss(out, y)
         scaled = loss / self.accumulate if self.accumulate > 1 else loss
         if self.scaler is not None:
@@ -137,15 +163,34 @@ class TorchBackend:
         self._correct = torch.zeros((), dtype=torch.long, device=self.device)
         self._seen = 0
 
+    def running_metrics(self) -> dict[str, float]:
+        """This rank's train metrics so far in the epoch (no collective: safe to call from one rank)."""
+        return self._train_metrics(reduce=False)
+
     def train_metrics(self) -> dict[str, float]:
-        seen = max(self._seen, 1)
-        metrics = {"train_loss": self._loss_sum.item() / seen}
+        """The epoch's train metrics over all ranks' samples (a collective: every rank calls it)."""
+        return self._train_metrics(reduce=True)
+
+    def _train_metrics(self, reduce: bool) -> dict[str, float]:
+        sums = torch.stack([self._loss_sum.double(), self._correct.double(),
+                            torch.tensor(float(self._seen), dtype=torch.float64, device=self.device)])
+        if reduce:
+            sums = self._all_reduce(sums)
+        loss_sum, correct, seen = sums.tolist()
+        metrics = {"train_loss": loss_sum / max(seen, 1.0)}
         if self.classification:
-            metrics["train_accuracy"] = self._correct.item() / seen
+            metrics["train_accuracy"] = correct / max(seen, 1.0)
         return metrics
 
     def last_loss(self) -> float:
-        return self._last_loss.item()
+        """The last batch's loss; summed over ranks, so a NaN on any rank is seen by all."""
+        return self._all_reduce(self._last_loss).item() if self.world_size > 1 else self._last_loss.item()
+
+    def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            tensor = tensor.clone()
+            dist.all_reduce(tensor)
+        return tensor
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,20 +204,32 @@ class TorchBackend:
         return out
 
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units."""
+        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units.
+
+        Each rank scores its share of the rows; the sums are reduced, so every rank gets the
+        metrics of the whole split."""
         x, y = self.splits[split]
+        if self.world_size > 1:
+            x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
         out = self.outputs(x)
-        metrics = {"loss": self._loss(out, y).item()}
+        n = torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)
         if self.classification:
-            metrics["accuracy"] = (out.argmax(1) == y).float().mean().item()
-            return metrics
+            loss_sum = nn.functional.cross_entropy(out, y, reduction="sum").double()
+            correct = (out.argmax(1) == y).sum().double()
+            loss_sum, correct, n = self._all_reduce(torch.stack([loss_sum, correct, n])).tolist()
+            return {"loss": loss_sum / n, "accuracy": correct / n}
+        error = (out.squeeze(-1) - y).double()
+        y64 = y.double()
+        sums = torch.stack([error.pow(2).sum(), error.abs().sum(), y64.sum(), y64.pow(2).sum(), n])
+        sq_sum, abs_sum, y_sum, y_sq_sum, n = self._all_reduce(sums).tolist()
         scale = self.info.target_std
-        error = (out.squeeze(-1) - y) * scale
-        metrics["mae"] = error.abs().mean().item()
-        metrics["rmse"] = error.pow(2).mean().sqrt().item()
-        total = ((y - y.mean()) * scale).pow(2).sum().item()
-        metrics["r2"] = 1.0 - error.pow(2).sum().item() / total if total > 0 else 0.0
-        return metrics
+        total = (y_sq_sum - y_sum * y_sum / n) * scale**2
+        return {
+            "loss": sq_sum / n,
+            "mae": abs_sum / n * scale,
+            "rmse": (sq_sum / n) ** 0.5 * scale,
+            "r2": 1.0 - sq_sum * scale**2 / total if total > 0 else 0.0,
+        }
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class ids, or standardised regression values, for encoded feature rows."""
@@ -201,31 +258,49 @@ class TorchBackend:
         self.model.load_state_dict(weights)
 
     def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer and scaler (the same on every rank) plus each rank's own RNG states
+        and partial-epoch sums (gathered: a collective when there are several ranks)."""
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            # gradients of an unfinished accumulation window, so a mid-window resume is exact
+            # gradients of an unfinished accumulation window (already averaged over ranks)
             "grads": [p.grad for p in self.model.parameters()],
-            "torch_rng": torch.get_rng_state(),
-            "metrics": {"loss_sum": self._loss_sum, "correct": self._correct, "seen": self._seen},
+            "ranks": self._gather(self._rank_state()),
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def _rank_state(self) -> dict[str, Any]:
+        mine: dict[str, Any] = {
+            "torch_rng": torch.get_rng_state(),
+            "metrics": {"loss_sum": self._loss_sum.cpu(), "correct": self._correct.cpu(), "seen": self._seen},
+        }
+        if self.device.type == "cuda":
+            mine["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return mine
+
+    def _gather(self, mine: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.world_size == 1:
+            return [mine]
+        everyone: list[Any] = [None] * self.world_size
+        dist.all_gather_object(everyone, mine)
+        return everyone
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for param, grad in zip(self.model.parameters(), state["grads"]):
             param.grad = None if grad is None else grad.to(self.device)
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
-        metrics = state["metrics"]
+        ranks = state["ranks"]
+        # a resume with another number of ranks (elastic) reuses rank 0's states: not exact
+        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        torch.set_rng_state(mine["torch_rng"].cpu())
+        if "cuda_rng" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"].cpu(), self.device)
+        metrics = mine["metrics"]
         self._loss_sum = metrics["loss_sum"].to(self.device)
         self._correct = metrics["correct"].to(self.device)
         self._seen = metrics["seen"]

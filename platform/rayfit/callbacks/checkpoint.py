@@ -68,6 +68,7 @@ class Checkpointing(Callback):
         mode: str = "auto",
         on_exception: bool = True,
         extra: dict[str, Any] | None = None,
+        writer: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.every_epochs, self.every_steps = every_epochs, every_steps
@@ -75,7 +76,11 @@ class Checkpointing(Callback):
         self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
         self.on_exception_save = on_exception
         self.extra = extra or {}
+        # In a group of ranks every rank takes part in a save (the state is gathered) and rank 0,
+        # the writer, writes it; `last_saved` tells a reporter what was saved at which step.
+        self.writer = writer
         self.index = CheckpointIndex(self.folder)
+        self.last_saved: tuple[int, Path | None] | None = None
 
     def on_batch_end(self, loop: EpochLoop) -> None:
         if self.every_steps and loop.state.step % self.every_steps == 0:
@@ -104,12 +109,17 @@ class Checkpointing(Callback):
         entries = self.index.entries
         return bool(entries) and entries[-1].step == loop.state.step and entries[-1].epoch == loop.state.epoch
 
-    def save(self, loop: EpochLoop, metric: float | None) -> Path:
-        """Write one checkpoint, record it in the index, then apply retention."""
+    def save(self, loop: EpochLoop, metric: float | None) -> Path | None:
+        """Write one checkpoint, record it in the index, then apply retention (the writer only)."""
         state = loop.state
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}.pt"
+        if not self.writer:
+            loop.save_checkpoint(None, extra=self.extra)
+            self.last_saved = (state.step, None)
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
         loop.save_checkpoint(self.folder / name, extra=self.extra)
+        self.last_saved = (state.step, self.folder / name)
         entries = [e for e in self.index.entries if e.file != name]
         self.index.entries = entries + [Entry(name, state.epoch, state.step, metric)]
         keep = {e.file for e in self.index.entries[-self.keep_last :]}

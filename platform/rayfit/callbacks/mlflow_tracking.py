@@ -11,20 +11,32 @@ import time
 from pathlib import Path
 
 import mlflow
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
 from rayfit.config import ExperimentConfig
 from rayfit.errors import ConfigError
 from rayfit.loop import Callback, EpochLoop
+from rayfit.paths import absolute_tracking_uri
 
 log = logging.getLogger("rayfit")
 RUN_DIR_TAG = "rayfit.run_dir"
-DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(cfg: ExperimentConfig) -> str:
-    return cfg.tracking.uri or DEFAULT_URI
+    """tracking.uri, or a SQLite file in the working directory (MLflow's own default), absolute."""
+    return absolute_tracking_uri(cfg.tracking.uri)
+
+
+def artifact_root(cfg: ExperimentConfig) -> str | None:
+    """For a SQLite store, artifacts go next to the database file, wherever the process runs
+    (MLflow's default, ./mlruns, depends on the working directory, which workers do not share)."""
+    uri = tracking_uri(cfg)
+    if not uri.startswith("sqlite:///"):
+        return None  # a server or another store decides where artifacts go
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlruns" / cfg.tracking.experiment).as_uri()
 
 
 def open_mlflow_run(cfg: ExperimentConfig, run_dir: Path) -> str:
@@ -39,7 +51,9 @@ def open_mlflow_run(cfg: ExperimentConfig, run_dir: Path) -> str:
         ) from exc
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment)
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_root(cfg))
     )
     found = client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1
@@ -62,8 +76,10 @@ def metric_list(metrics: dict[str, float], step: int) -> list[mlflow.entities.Me
 class MlflowTracking(Callback):
     """Log each epoch's metrics (step = epoch) asynchronously, so the epoch does not wait on the store."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
         self.uri, self.run_id = uri, ""
+        self.system_metrics_s = system_metrics_s
+        self._monitor: SystemMetricsMonitor | None = None
 
     def attach(self, run_id: str) -> None:
         """Log into `run_id` (opened by the driver). Creating a client opens the store, which is
@@ -72,6 +88,17 @@ class MlflowTracking(Callback):
 
     def on_train_begin(self, loop: EpochLoop) -> None:
         self.client.update_run(self.run_id, status="RUNNING")
+        if self.system_metrics_s > 0:  # CPU, memory, disk, network and (with pynvml) GPU, as system/*
+            self._monitor = SystemMetricsMonitor(
+                self.run_id, sampling_interval=self.system_metrics_s, resume_logging=True,
+                tracking_uri=self.uri,
+            )
+            self._monitor.start()
+
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
         values = metric_list(metrics, step=loop.state.epoch)
@@ -89,6 +116,7 @@ class MlflowTracking(Callback):
         self.client.set_terminated(self.run_id, status=status)
 
     def flush(self) -> None:
+        self._stop_monitor()
         mlflow.flush_async_logging()
 
     def on_train_end(self, loop: EpochLoop) -> None:

@@ -70,7 +70,7 @@ class ProgressBar(Callback):
         now = time.monotonic()
         if now >= self._next_draw:
             self._next_draw = now + self.refresh_s
-            running = format_metrics(loop.backend.train_metrics(), ("train_loss",))
+            running = format_metrics(loop.backend.running_metrics(), ("train_loss",))
             self._progress.update(self._batches, completed=loop.state.batch_in_epoch, metrics=running)
             self._progress.refresh()
 

@@ -35,6 +35,7 @@ class Backend(Protocol):
     def reset_train_metrics(self) -> None: ...
     def train_step(self, batch: int) -> None: ...
     def train_metrics(self) -> dict[str, float]: ...
+    def running_metrics(self) -> dict[str, float]: ...
     def last_loss(self) -> float: ...
     def evaluate(self, split: str) -> dict[str, float]: ...
     def has_split(self, split: str) -> bool: ...
@@ -156,9 +157,14 @@ class EpochLoop:
             "rng": {"python": random.getstate(), "numpy": _numpy_rng_state()},
         }
 
-    def save_checkpoint(self, path: Path, extra: dict[str, Any] | None = None) -> None:
-        """Write a checkpoint atomically (the backend writes to a temp file and renames)."""
-        self.backend.save_file({**self.checkpoint_payload(), **(extra or {})}, path)
+    def save_checkpoint(self, path: Path | None, extra: dict[str, Any] | None = None) -> None:
+        """Write a checkpoint atomically (the backend writes a temp file and renames it).
+
+        Every rank of a group calls this (gathering the state is collective); the ranks that do
+        not write pass path None."""
+        payload = {**self.checkpoint_payload(), **(extra or {})}
+        if path is not None:
+            self.backend.save_file(payload, path)
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         """Restore loop, backend, callbacks and RNG from `path`; returns the whole payload."""

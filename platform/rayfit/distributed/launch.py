@@ -1,0 +1,113 @@
+"""Driver side of Ray Train: connect to (or start) Ray, check the scaling request against the
+cluster before any worker starts, and run the loop in a TorchTrainer that resumes its run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from rayfit.callbacks.epoch_hook import EpochFn
+from rayfit.config import ExperimentConfig, ScalingConfig
+from rayfit.distributed.worker import train_worker
+from rayfit.errors import ConfigError
+from rayfit.loop import TrainingFailed
+from rayfit.run_folder import RunFolder
+from rayfit.session import FitResult, result_from_folder
+
+log = logging.getLogger("rayfit")
+RAY_RUN_NAME = "ray"  # Ray Train's folder inside the run folder: a stable name, so a re-run resumes
+
+
+def connect(scaling: ScalingConfig) -> None:
+    """Join scaling.address (or RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = scaling.address or os.environ.get("RAY_ADDRESS")
+    if address and address not in ("auto", "local"):
+        check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=True, configure_logging=False)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        raise ConfigError(f"scaling.address: cannot connect to Ray at {address!r} ({exc})") from exc
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's long retries, when nothing listens at HOST:PORT."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: leave it to ray.init
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"scaling.address: nothing answers at {hostport} ({exc.strerror or exc})") from exc
+
+
+def worker_resources(scaling: ScalingConfig) -> dict[str, float]:
+    resources = dict(scaling.resources_per_worker or {"CPU": 1.0})
+    if scaling.use_gpu:
+        resources.setdefault("GPU", 1.0)
+    return resources
+
+
+def check_resources(scaling: ScalingConfig) -> None:
+    """Refuse a request the cluster cannot place (as it is now: an autoscaler may add nodes)."""
+    have = ray.cluster_resources()
+    if scaling.use_gpu and have.get("GPU", 0) == 0:
+        raise ConfigError("scaling.use_gpu: the Ray cluster has no GPU; set scaling.use_gpu: false")
+    workers = scaling.num_workers[0] if isinstance(scaling.num_workers, tuple) else scaling.num_workers
+    for name, amount in worker_resources(scaling).items():
+        if amount * workers > have.get(name, 0):
+            raise ConfigError(
+                f"scaling.num_workers: {workers} workers x {amount:g} {name} need {amount * workers:g} "
+                f"{name}, but the Ray cluster has {have.get(name, 0):g}"
+            )
+
+
+def fit_with_ray(
+    cfg: ExperimentConfig,
+    run: RunFolder,
+    epoch_functions: list[EpochFn],
+    start: Callable[[], str | None],
+) -> FitResult:
+    """Run the loop in a TorchTrainer; its run lives in run_dir/ray, so re-running resumes it.
+    `start` (open the MLflow run, mark the folder running) is called once the cluster is checked."""
+    scaling = cfg.scaling
+    connect(scaling)
+    check_resources(scaling)
+    mlflow_run_id = start()
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            "experiment": cfg.model_dump(mode="json"),
+            "run_dir": str(run.path),
+            "mlflow_run_id": mlflow_run_id,
+            "epoch_functions": epoch_functions,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker=worker_resources(scaling),
+            placement_strategy=scaling.placement_strategy,
+        ),
+        run_config=ray.train.RunConfig(
+            name=RAY_RUN_NAME,
+            storage_path=str(run.path),
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            # Train's print patch tees rank 0's epoch lines to stdout and to its logger: each
+            # line would show twice in the driver's output.
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        ),
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingFailed(f"Ray Train stopped after {scaling.max_failures} restart(s): {first}") from exc
+    return result_from_folder(run)

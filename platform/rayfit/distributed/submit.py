@@ -1,0 +1,48 @@
+"""`rayfit submit`: send `rayfit train` to a Ray cluster as a job (the Job Submission SDK), stream
+its logs, and return the job's outcome as an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rayfit.distributed.launch import check_reachable
+from rayfit.errors import ConfigError
+
+RUNTIME_ENV_FILE = Path("cluster") / "runtime_env.yaml"
+
+
+def runtime_env(working_dir: Path) -> dict[str, Any]:
+    """The repository's cluster/runtime_env.yaml (excludes, env vars) with the working dir added."""
+    env: dict[str, Any] = {}
+    if (working_dir / RUNTIME_ENV_FILE).is_file():
+        env = yaml.safe_load((working_dir / RUNTIME_ENV_FILE).read_text()) or {}
+    return {**env, "working_dir": str(working_dir)}
+
+
+def submit(experiment: str, address: str, overrides: list[str], working_dir: Path) -> int:
+    """Submit, follow the logs to the end, and return 0 if the job succeeded, 1 otherwise."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    check_reachable(address)
+    if not (working_dir / experiment).is_file():
+        raise ConfigError(f"{experiment}: not found under the working directory {working_dir}")
+    client = JobSubmissionClient(address)
+    entrypoint = ["python", "-m", "rayfit.cli", "train", experiment]
+    for item in overrides:
+        entrypoint += ["--set", item]
+    job_id = client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=runtime_env(working_dir))
+    print(f"submitted {job_id} to {address}", flush=True)
+
+    async def follow() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(follow())
+    status = client.get_job_status(job_id)
+    print(f"job {job_id}: {status.value}", flush=True)
+    return 0 if status == JobStatus.SUCCEEDED else 1

@@ -1,0 +1,40 @@
+"""The function each Ray Train worker runs: the same Session as in-process, as one rank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+
+from rayfit.config import validate
+from rayfit.distributed.ray_report import CHECKPOINT_FILE, RayReport
+from rayfit.loop import TrainingFailed
+from rayfit.run_folder import RunFolder
+from rayfit.session import Session
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Build the rank's session, restore Ray's latest checkpoint if any, train, finish.
+
+    A failed run (NaN) is recorded in run.json and returns normally: Ray would otherwise restart
+    the group and fail the same way max_failures times."""
+    cfg = validate(config["experiment"], source="worker config")
+    run = RunFolder(Path(config["run_dir"]))
+    rank = ray.train.get_context().get_world_rank()
+    session = Session(
+        cfg, run, rank=rank, device=ray.train.torch.get_device(),
+        epoch_functions=config["epoch_functions"], reporter=RayReport, in_process=False,
+    )
+    if session.tracking is not None:
+        session.tracking.attach(config["mlflow_run_id"])
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            session.restore(Path(folder) / CHECKPOINT_FILE)
+    try:
+        state = session.train()
+    except TrainingFailed:
+        return
+    session.finish(state)

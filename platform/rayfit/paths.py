@@ -1,0 +1,42 @@
+"""Make a config's relative paths absolute, so it means the same thing in every process.
+
+Ray Train workers start in their own folders (and on other nodes), so the driver resolves data
+files, the output folder and a SQLite MLflow store against its working directory first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rayfit.config import ExperimentConfig
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def is_local_path(text: str) -> bool:
+    """A plain path (not sklearn:NAME, not a URI like s3://, not C:\\ on Windows)."""
+    return "://" not in text and not text.startswith("sklearn:")
+
+
+def absolute(text: str | None) -> str | None:
+    if text is None or not is_local_path(text):
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def absolute_tracking_uri(uri: str | None) -> str:
+    """The MLflow store as an absolute URI: a relative sqlite:/// file or folder is made absolute."""
+    uri = uri or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return absolute(uri) or uri
+
+
+def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    data = cfg.data.model_copy(
+        update={key: absolute(getattr(cfg.data, key)) for key in ("source", "val_source", "test_source")}
+    )
+    tracking = cfg.tracking.model_copy(
+        update={"storage": absolute(cfg.tracking.storage), "uri": absolute_tracking_uri(cfg.tracking.uri)}
+    )
+    return cfg.model_copy(update={"data": data, "tracking": tracking})

@@ -1,0 +1,197 @@
+"""One training run's body, the same in this process and in each Ray Train worker: data, backend,
+callbacks, restore, train, and the finish (test metrics, export, MLflow) on rank 0."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+import yaml
+
+from rayfit.backends.torch_backend import TorchBackend
+from rayfit.callbacks.checkpoint import Checkpointing
+from rayfit.callbacks.early_stopping import EarlyStopping
+from rayfit.callbacks.epoch_hook import EpochFn, EpochHook
+from rayfit.callbacks.history_logger import HistoryLogger
+from rayfit.callbacks.lr_schedule import LRScheduler, total_positions
+from rayfit.callbacks.mlflow_tracking import MlflowTracking, tracking_uri
+from rayfit.callbacks.nan_guard import NanGuard
+from rayfit.callbacks.progress import ProgressBar
+from rayfit.callbacks.signals import GracefulStop
+from rayfit.config import ExperimentConfig
+from rayfit.data import load_dataset
+from rayfit.errors import CheckpointError, ConfigError
+from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
+from rayfit.plots import plot_history
+from rayfit.run_folder import RunFolder, write_atomic
+from rayfit.schedules import build_schedule
+
+log = logging.getLogger("rayfit")
+RAY_VERSION = version("ray")  # recorded in checkpoints: snapshots are tied to Ray's minor version
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: the history, why it stopped, test metrics and where things are."""
+
+    run_dir: Path
+    history: list[dict[str, float]]
+    stop_reason: str | None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_dir: Path | None = None
+    mlflow_run_id: str | None = None
+    interrupted: bool = False
+
+
+class Session:
+    """Builds everything a run needs from its config; constructing one validates config and data.
+
+    `rank` 0 writes (checkpoints, history, MLflow, progress, the exported model); every rank trains.
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run: RunFolder,
+        *,
+        rank: int = 0,
+        device: torch.device | None = None,
+        epoch_functions: list[EpochFn] | None = None,
+        reporter: Callable[[Checkpointing], Callback] | None = None,
+        in_process: bool = True,
+    ) -> None:
+        self.cfg, self.run, self.rank = cfg, run, rank
+        self.data = load_dataset(cfg.data, cfg.trainer.seed)
+        self.backend = TorchBackend(cfg, self.data, device=device)
+        if self.backend.global_batch > len(self.data.x_train):
+            raise ConfigError(
+                f"trainer.batch_size: {cfg.trainer.batch_size} x {self.backend.world_size} worker(s) "
+                f"is larger than the {len(self.data.x_train)} training rows"
+            )
+        self.data_info = self.data.info.to_dict()
+        ck = cfg.checkpoint
+        self.checkpointing = Checkpointing(
+            run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
+            ck.monitor, ck.mode, ck.on_exception, writer=rank == 0,
+            extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
+                   "ray_version": RAY_VERSION},
+        )
+        writer = rank == 0
+        self.tracking = (
+            MlflowTracking(tracking_uri(cfg), cfg.tracking.system_metrics_s)
+            if cfg.tracking.enabled and writer
+            else None
+        )
+        extra = [reporter(self.checkpointing)] if reporter else []  # runs right after each save
+        callbacks = self._callbacks(epoch_functions or [], extra, in_process)
+        self.loop = EpochLoop(self.backend, callbacks, cfg.trainer.epochs)
+
+    def _callbacks(
+        self, epoch_functions: list[EpochFn], extra: list[Callback], in_process: bool
+    ) -> list[Callback]:
+        """The loop's features in the order they must run at each event."""
+        cfg, backend, writer = self.cfg, self.backend, self.rank == 0
+        positions = total_positions(
+            cfg.schedule.interval, cfg.trainer.epochs, backend.batches_per_epoch, cfg.trainer.accumulate
+        )
+        schedules = [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
+        callbacks: list[Callback] = [GracefulStop()] if in_process else []
+        callbacks += [LRScheduler(schedules, cfg.schedule.interval, cfg.trainer.accumulate), NanGuard()]
+        es = cfg.early_stopping
+        if es.enabled:
+            callbacks.append(
+                EarlyStopping(
+                    es.monitor, es.mode, es.patience, es.min_delta, es.baseline,
+                    es.start_from_epoch, es.restore_best,
+                )
+            )
+        # History and MLflow log an epoch before its checkpoint: a kill between the two makes the
+        # resumed run log that epoch again (same values) rather than never.
+        if writer:
+            callbacks.append(HistoryLogger(self.run.path))
+        if self.tracking is not None:
+            callbacks.append(self.tracking)
+        callbacks += [self.checkpointing, *extra]
+        if writer:
+            progress = cfg.trainer.progress if in_process else "log"  # workers have no terminal
+            callbacks += [ProgressBar(progress), EpochHook(epoch_functions)]
+        return callbacks
+
+    def restore(self, path: Path) -> None:
+        """Go on from a checkpoint; refuse one written by another Ray minor version."""
+        payload = self.loop.load_checkpoint(path)
+        saved_ray = str(payload.get("ray_version", ""))
+        if saved_ray.split(".")[:2] != RAY_VERSION.split(".")[:2]:
+            raise CheckpointError(
+                f"{path}: written with Ray {saved_ray or 'unknown'}, this is Ray {RAY_VERSION}; "
+                "resume with the same Ray minor version"
+            )
+        log.info("resumed %s from %s", self.cfg.name, path.name)
+
+    def train(self) -> LoopState:
+        """Run the loop; a failed run (NaN) is recorded in run.json before the error goes up."""
+        try:
+            return self.loop.train()
+        except TrainingFailed as exc:
+            if self.rank == 0:
+                self.run.update(self.run.status() | {"status": "failed", "stop_reason": str(exc)})
+            raise
+
+    def finish(self, state: LoopState) -> FitResult:
+        """Test metrics (every rank takes part), then on rank 0 the export, plot and MLflow close."""
+        result = FitResult(self.run.path, state.history, state.stop_reason)
+        result.test_metrics = self.loop.evaluate()
+        if self.rank != 0:
+            return result
+        result.model_dir = self._export()
+        plot = plot_history(state.history, self.run.path / "plots" / "curves.png")
+        if self.tracking is not None:
+            result.mlflow_run_id = self.tracking.run_id
+            self._close_tracking(plot, result.test_metrics)
+        self.run.finish(stop_reason=state.stop_reason, test_metrics=result.test_metrics)
+        return result
+
+    def _export(self) -> Path:
+        """The final model (best weights when early stopping restored them) with what predict needs."""
+        folder = self.run.model_dir
+        self.backend.export(folder)
+        write_atomic(folder / "config.yaml", yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        write_atomic(folder / "data_info.json", json.dumps(self.data_info))
+        return folder
+
+    def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
+        """Log the model (pytorch flavor), test metrics, config, history, plot and the best and
+        last checkpoints, then close the MLflow run."""
+        tracking, run = self.tracking, self.run
+        assert tracking is not None
+        mlflow.set_tracking_uri(tracking.uri)  # log_model has only the fluent API
+        with mlflow.start_run(run_id=tracking.run_id):
+            self.backend.log_mlflow_model("model")
+        files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
+        index = self.checkpointing.index
+        best = index.best(1, self.checkpointing.mode)
+        if best:
+            files.append((run.checkpoints / best[0].file, "checkpoints/best"))
+        if index.latest is not None:
+            files.append((index.latest, "checkpoints/last"))
+        tracking.finish(test_metrics, files)
+
+
+def result_from_folder(run: RunFolder) -> FitResult:
+    """A FitResult read back from what rank 0 wrote (the driver's view of a Ray Train run)."""
+    status = run.status()
+    history_file = run.path / "history.json"
+    history: list[dict[str, Any]] = json.loads(history_file.read_text()) if history_file.is_file() else []
+    if status.get("status") == "failed":
+        raise TrainingFailed(status.get("stop_reason"))
+    return FitResult(
+        run.path, history, status.get("stop_reason"), status.get("test_metrics") or {},
+        run.model_dir if (run.model_dir / "model.pt").is_file() else None, status.get("mlflow_run_id"),
+    )

@@ -1,0 +1,229 @@
+"""Ray Train wraps the loop: DDP over 2 workers equals one process with the same global batch,
+and killed workers or a killed driver resume to the same weights. One local Ray per module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from rayfit import Trainer
+from rayfit.cli import main
+
+# A user model that sleeps in training forward passes (so a test can kill a worker mid-epoch),
+# has dropout (so each rank's RNG must be restored) and writes its worker's pid per rank.
+SLOW_MODEL = """
+import os, time
+from pathlib import Path
+import torch.distributed as dist
+from torch import nn
+
+class Slow(nn.Module):
+    def __init__(self, n_inputs, n_outputs, dropout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_inputs, 32), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(32, n_outputs))
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(0.01)
+        return self.net(x)
+
+def build(n_inputs, n_outputs, pid_dir="", dropout=0.2):
+    if pid_dir and dist.is_available() and dist.is_initialized():
+        Path(pid_dir, f"rank{dist.get_rank()}.pid").write_text(str(os.getpid()))
+    return Slow(n_inputs, n_outputs, dropout)
+"""
+TIMING = {"epoch_time_s", "samples_per_s", "peak_memory_mb"}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray for this module; user model code is importable by workers via PYTHONPATH."""
+    code = tmp_path_factory.mktemp("user_code")
+    (code / "slow_model.py").write_text(SLOW_MODEL)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), old]))
+    sys.path.insert(0, str(code))
+    if ray.is_initialized():  # a Ray left by another module would have no PYTHONPATH for workers
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    sys.path.remove(str(code))
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def write(folder: Path, name: str, **sections) -> Path:
+    experiment = {
+        "name": name,
+        "data": {"source": "sklearn:digits", "val_fraction": 0.15, "test_fraction": 0.15},
+        "model": {"type": "mlp", "hidden_units": [32]},
+        "optimizer": {"name": "adam", "lr": 0.003},
+        "trainer": {"epochs": 3, "batch_size": 32, "seed": 1},
+        "tracking": {"enabled": False, "storage": str(folder / "runs")},
+        "scaling": {"num_workers": 2, "max_failures": 2},
+    }
+    for key, value in sections.items():
+        experiment[key] = {**experiment.get(key, {}), **value}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "model" / "model.pt", weights_only=True)
+
+
+def strip(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def test_two_workers_equal_one_process_with_the_same_global_batch(ray_cluster, workdir, mlflow_uri):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 16)).astype(np.float32)  # 1024 rows: whole global batches of 64
+    np.savez(workdir / "d.npz", x=x, y=(x @ rng.normal(size=(16, 4))).argmax(1))
+    data = {"source": str(workdir / "d.npz"), "val_fraction": 0.0, "test_fraction": 0.0}
+    one = Trainer(write(workdir, "one", data=data, trainer={"batch_size": 64},
+                        scaling={"num_workers": 0})).fit()
+    two = Trainer(write(workdir, "two", data=data, trainer={"batch_size": 32},
+                        tracking={"enabled": True, "uri": mlflow_uri, "experiment": "ddp"})).fit()
+
+    # DDP averages the two ranks' half-batch gradients; one process takes the mean over the whole
+    # batch. Same rows, same maths, float32 sums in another order (and 1 thread per worker
+    # against 2 in-process): after 48 Adam steps weights agree to about 1e-6, so 1e-4 is a bound
+    # that a real difference (a shard, a batch or a step out of place) breaks by orders.
+    for key, value in weights(one.run_dir).items():
+        torch.testing.assert_close(weights(two.run_dir)[key], value, atol=1e-4, rtol=1e-4)
+    one_loss = [row["train_loss"] for row in one.history]
+    two_loss = [row["train_loss"] for row in two.history]
+    assert two_loss == pytest.approx(one_loss, rel=1e-4)  # reduced over both ranks' samples
+    assert [row["samples_per_s"] * row["epoch_time_s"] for row in two.history] == pytest.approx([1024] * 3)
+
+    client = MlflowClient(mlflow_uri)
+    points = client.get_metric_history(two.mlflow_run_id, "train_loss")
+    assert [p.step for p in points] == [1, 2, 3]  # logged once, by rank 0
+    assert [p.value for p in points] == pytest.approx(two_loss)
+
+
+@pytest.fixture(scope="module")
+def slow_reference(ray_cluster, tmp_path_factory) -> tuple[dict, Path]:
+    """An uninterrupted 2-worker run of the slow model, to compare the killed runs against."""
+    folder = tmp_path_factory.mktemp("reference")
+    sections = slow_sections(folder)
+    result = Trainer(write(folder, "slow", **sections)).fit()
+    return sections, result.run_dir
+
+
+def slow_sections(folder: Path) -> dict:
+    (folder / "pids").mkdir(exist_ok=True)
+    return {
+        "model": {"type": "slow_model:build", "kwargs": {"pid_dir": str(folder / "pids")}},
+        "trainer": {"epochs": 3, "batch_size": 32, "accumulate": 2},
+        "checkpoint": {"every_epochs": 1, "every_steps": 5},
+        "schedule": {"name": "cosine", "interval": "step", "T_max": 50, "warmup": 3},
+    }
+
+
+def wait_for(condition, what: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def mid_epoch_checkpoint(run_dir: Path, min_step: int) -> bool:
+    index = run_dir / "checkpoints" / "index.json"
+    try:
+        entries = json.loads(index.read_text())["checkpoints"]
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(entries) and entries[-1]["step"] >= min_step
+
+
+def assert_same(reference: Path, resumed: Path) -> None:
+    for key, value in weights(reference).items():
+        assert torch.equal(weights(resumed)[key], value), key
+    read = lambda p: strip(json.loads((p / "history.json").read_text()))  # noqa: E731
+    assert read(resumed) == read(reference)
+
+
+def test_sigkill_of_a_worker_mid_epoch_restarts_the_group_to_the_same_weights(
+    slow_reference, workdir
+):
+    sections, reference = slow_reference
+    sections = {**sections, "model": {**sections["model"], "kwargs": {"pid_dir": str(workdir / "pids")}}}
+    (workdir / "pids").mkdir()
+    trainer = Trainer(write(workdir, "slow", **sections))
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()), daemon=True)
+    thread.start()
+    run_dir = workdir / "runs" / "slow"
+    wait_for(lambda: mid_epoch_checkpoint(run_dir, 25), "a checkpoint after step 25")
+    victim = int((workdir / "pids" / "rank1.pid").read_text())
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=400)
+    assert "result" in outcome, "the run did not finish after the worker was killed"
+    assert int((workdir / "pids" / "rank1.pid").read_text()) != victim  # a new worker took over
+    assert_same(reference, run_dir)
+
+
+def test_sigkill_of_the_driver_then_the_same_command_resumes(slow_reference, workdir, ray_cluster):
+    sections, reference = slow_reference
+    sections = {**sections, "model": {**sections["model"], "kwargs": {"pid_dir": str(workdir / "pids")}}}
+    (workdir / "pids").mkdir()
+    experiment = write(workdir, "slow", **sections)
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    command = [sys.executable, "-m", "rayfit.cli", "train", str(experiment)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = workdir / "runs" / "slow"
+    wait_for(lambda: mid_epoch_checkpoint(run_dir, 25), "a checkpoint after step 25")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same(reference, run_dir)
+
+
+@pytest.mark.parametrize(
+    "scaling, message",
+    [
+        ({"num_workers": 8}, "scaling.num_workers: 8 workers x 1 CPU need 8 CPU, but the Ray cluster has 2"),
+        ({"use_gpu": True}, "scaling.use_gpu: the Ray cluster has no GPU"),
+    ],
+)
+def test_requests_the_cluster_cannot_place_fail_before_any_worker_starts(
+    ray_cluster, workdir, capsys, scaling, message
+):
+    assert main(["train", str(write(workdir, "bad", scaling=scaling))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {message}" or err.startswith(f"error: {message}")
+    assert not (workdir / "runs").exists()
+
+
+def test_an_unreachable_address_fails_fast(workdir):
+    experiment = write(workdir, "far", scaling={"address": "127.0.0.1:9"})
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rayfit.cli", "train", str(experiment)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: scaling.address: nothing answers at 127.0.0.1:9")
+    assert time.monotonic() - started < 60
+    assert not (workdir / "runs").exists()
