@@ -227,3 +227,39 @@ def test_an_unreachable_address_fails_fast(workdir):
     assert done.stderr.strip().splitlines()[-1].startswith("error: scaling.address: nothing answers at 127.0.0.1:9")
     assert time.monotonic() - started < 60
     assert not (workdir / "runs").exists()
+
+
+def test_losing_a_node_finishes_on_what_remains(workdir, monkeypatch):
+    """Two nodes (head and worker, 1 CPU each) on this machine; 2 elastic workers spread over
+    them; the worker node is removed mid-run; the group restarts with 1 worker and finishes."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    code = workdir / "code"
+    code.mkdir()
+    (code / "slow_model.py").write_text(SLOW_MODEL)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(code))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    node = cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address)
+    try:
+        sections = slow_sections(workdir)
+        sections["scaling"] = {"num_workers": [1, 2], "placement_strategy": "SPREAD", "max_failures": 3}
+        trainer = Trainer(write(workdir, "nodes", **sections))
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()), daemon=True)
+        thread.start()
+        run_dir = workdir / "runs" / "nodes"
+        wait_for(lambda: mid_epoch_checkpoint(run_dir, 15), "a checkpoint after step 15")
+        cluster.remove_node(node)
+        thread.join(timeout=400)
+        assert "result" in outcome, "the run did not finish after its node was removed"
+        status = json.loads((run_dir / "run.json").read_text())
+        assert status["status"] == "finished"
+        assert [a["workers"] for a in status["attempts"]][:1] == [2]
+        assert status["attempts"][-1]["workers"] == 1 and status["attempts"][-1]["step"] > 0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from rayfit.distributed.ray_report import CHECKPOINT_FILE, RayReport
 from rayfit.loop import TrainingFailed
 from rayfit.run_folder import RunFolder
 from rayfit.session import Session
+
+log = logging.getLogger("rayfit")
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -33,8 +37,23 @@ def train_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             session.restore(Path(folder) / CHECKPOINT_FILE)
+    if rank == 0:  # run.json keeps each start of the worker group: restarts and resizes show there
+        record_attempt(run, session)
     try:
         state = session.train()
     except TrainingFailed:
         return
     session.finish(state)
+
+
+def record_attempt(run: RunFolder, session: Session) -> None:
+    state, world = session.loop.state, session.backend.world_size
+    attempt = {"workers": world, "epoch": state.epoch, "step": state.step, "time": time.time()}
+    status = run.status()
+    attempts = status.get("attempts", []) + [attempt]
+    run.update(status | {"attempts": attempts})
+    if len(attempts) > 1:
+        log.warning(
+            "worker group restarted (attempt %d) with %d worker(s), from epoch %d step %d",
+            len(attempts), world, state.epoch, state.step,
+        )
