@@ -156,6 +156,18 @@ def mid_epoch_checkpoint(run_dir: Path, min_step: int) -> bool:
     return bool(entries) and entries[-1]["step"] >= min_step
 
 
+def fit_interrupted(trainer: Trainer, run_dir: Path, min_step: int, interrupt) -> None:
+    """fit() in a thread; once a checkpoint at min_step or later exists, interrupt() (a kill);
+    the fit must still finish."""
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()), daemon=True)
+    thread.start()
+    wait_for(lambda: mid_epoch_checkpoint(run_dir, min_step), f"a checkpoint after step {min_step}")
+    interrupt()
+    thread.join(timeout=400)
+    assert "result" in outcome, "the run did not finish after the interruption"
+
+
 def assert_same(reference: Path, resumed: Path) -> None:
     for key, value in weights(reference).items():
         assert torch.equal(weights(resumed)[key], value), key
@@ -169,17 +181,16 @@ def test_sigkill_of_a_worker_mid_epoch_restarts_the_group_to_the_same_weights(
     sections, reference = slow_reference
     sections = {**sections, "model": {**sections["model"], "kwargs": {"pid_dir": str(workdir / "pids")}}}
     (workdir / "pids").mkdir()
-    trainer = Trainer(write(workdir, "slow", **sections))
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()), daemon=True)
-    thread.start()
+    pid_file = workdir / "pids" / "rank1.pid"
+    killed: list[int] = []
+
+    def kill_rank_1() -> None:
+        killed.append(int(pid_file.read_text()))
+        os.kill(killed[0], signal.SIGKILL)
+
     run_dir = workdir / "runs" / "slow"
-    wait_for(lambda: mid_epoch_checkpoint(run_dir, 25), "a checkpoint after step 25")
-    victim = int((workdir / "pids" / "rank1.pid").read_text())
-    os.kill(victim, signal.SIGKILL)
-    thread.join(timeout=400)
-    assert "result" in outcome, "the run did not finish after the worker was killed"
-    assert int((workdir / "pids" / "rank1.pid").read_text()) != victim  # a new worker took over
+    fit_interrupted(Trainer(write(workdir, "slow", **sections)), run_dir, 25, kill_rank_1)
+    assert int(pid_file.read_text()) != killed[0]  # a new worker took over
     assert_same(reference, run_dir)
 
 
@@ -247,15 +258,9 @@ def test_losing_a_node_finishes_on_what_remains(workdir, monkeypatch):
     try:
         sections = slow_sections(workdir)
         sections["scaling"] = {"num_workers": [1, 2], "placement_strategy": "SPREAD", "max_failures": 3}
-        trainer = Trainer(write(workdir, "nodes", **sections))
-        outcome: dict = {}
-        thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()), daemon=True)
-        thread.start()
         run_dir = workdir / "runs" / "nodes"
-        wait_for(lambda: mid_epoch_checkpoint(run_dir, 15), "a checkpoint after step 15")
-        cluster.remove_node(node)
-        thread.join(timeout=400)
-        assert "result" in outcome, "the run did not finish after its node was removed"
+        fit_interrupted(Trainer(write(workdir, "nodes", **sections)), run_dir, 15,
+                        lambda: cluster.remove_node(node))
         status = json.loads((run_dir / "run.json").read_text())
         assert status["status"] == "finished"
         assert [a["workers"] for a in status["attempts"]][:1] == [2]

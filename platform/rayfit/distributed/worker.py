@@ -47,6 +47,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
 
 def record_attempt(run: RunFolder, session: Session) -> None:
+    """Append this start of the group (workers, where it starts from) to run.json's attempts."""
     state, world = session.loop.state, session.backend.world_size
     attempt = {"workers": world, "epoch": state.epoch, "step": state.step, "time": time.time()}
     status = run.status()
