@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 import yaml
 
-from rayfit.backends.torch_backend import load_checked
+from rayfit.backends.torch_backend import batched_outputs, load_checked
 from rayfit.config import ExperimentConfig, validate
 from rayfit.data import DataInfo
 from rayfit.errors import CheckpointError
@@ -41,12 +41,10 @@ class SavedModel:
         self.model.load_state_dict(self.weights)
         self.model.eval()
 
-    @torch.no_grad()
     def predict_frame(self, frame: pd.DataFrame, source: str) -> list:
         """Predictions in the target's own terms (class labels or values) for raw input rows."""
         x = torch.as_tensor(self.info.transform(frame, source), dtype=torch.float32)
-        step = self.config.trainer.eval_batch_size
-        out = torch.cat([self.model(x[i : i + step]).float() for i in range(0, len(x), step)])
+        out = batched_outputs(self.model, x, self.config.trainer.eval_batch_size)
         classes = self.info.task != "regression"
         raw: np.ndarray = (out.argmax(1) if classes else out.squeeze(-1)).numpy()
         return self.info.decode(raw)

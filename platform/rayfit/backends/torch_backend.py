@@ -192,14 +192,12 @@ class TorchBackend:
             dist.all_reduce(tensor)
         return tensor
 
-    @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Model outputs for `x` in eval mode, in batches of trainer.eval_batch_size."""
         was_training = self.model.training
         self.model.eval()
-        step = self.cfg.trainer.eval_batch_size
         with self._autocast():
-            out = torch.cat([self.model(x[i : i + step]).float() for i in range(0, len(x), step)])
+            out = batched_outputs(self.model, x, self.cfg.trainer.eval_batch_size)
         self.model.train(was_training)
         return out
 
@@ -230,11 +228,6 @@ class TorchBackend:
             "rmse": (sq_sum / n) ** 0.5 * scale,
             "r2": 1.0 - sq_sum * scale**2 / total if total > 0 else 0.0,
         }
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class ids, or standardised regression values, for encoded feature rows."""
-        out = self.outputs(torch.as_tensor(x, dtype=torch.float32, device=self.device))
-        return (out.argmax(1) if self.classification else out.squeeze(-1)).cpu().numpy()
 
     def learning_rates(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -330,6 +323,12 @@ class TorchBackend:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         self.model.to(self.device)
+
+
+@torch.no_grad()
+def batched_outputs(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """model(x) in slices of `batch` rows, as float32: bounded memory for any number of rows."""
+    return torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
 
 
 def save_atomic(obj: Any, path: Path) -> None:

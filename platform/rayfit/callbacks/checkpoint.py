@@ -109,17 +109,17 @@ class Checkpointing(Callback):
         entries = self.index.entries
         return bool(entries) and entries[-1].step == loop.state.step and entries[-1].epoch == loop.state.epoch
 
-    def save(self, loop: EpochLoop, metric: float | None) -> Path | None:
+    def save(self, loop: EpochLoop, metric: float | None) -> None:
         """Write one checkpoint, record it in the index, then apply retention (the writer only)."""
         state = loop.state
         name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}.pt"
-        if not self.writer:
-            loop.save_checkpoint(None, extra=self.extra)
-            self.last_saved = (state.step, None)
-            return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        loop.save_checkpoint(self.folder / name, extra=self.extra)
-        self.last_saved = (state.step, self.folder / name)
+        path = self.folder / name if self.writer else None
+        if path is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        loop.save_checkpoint(path, extra=self.extra)
+        self.last_saved = (state.step, path)
+        if path is None:
+            return
         entries = [e for e in self.index.entries if e.file != name]
         self.index.entries = entries + [Entry(name, state.epoch, state.step, metric)]
         keep = {e.file for e in self.index.entries[-self.keep_last :]}
@@ -129,4 +129,3 @@ class Checkpointing(Callback):
         self.index.write()
         for entry in dropped:
             (self.folder / entry.file).unlink(missing_ok=True)
-        return self.folder / name
