@@ -50,6 +50,14 @@ class DataConfig(Section):
     image_shape: list[int] | None = Field(
         None, description="channels, height, width of each row for the cnn model"
     )
+    streaming: bool = Field(
+        False,
+        description="read CSV/Parquet rows in blocks through Ray Data instead of loading them all: "
+        "for data larger than a worker's memory (numeric features; missing: error or drop)",
+    )
+    shuffle_buffer: int = Field(
+        10_000, ge=1, description="rows each worker shuffles among when streaming"
+    )
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":
@@ -58,6 +66,19 @@ class DataConfig(Section):
                 f"val_fraction + test_fraction must be below 1, got {self.val_fraction} + "
                 f"{self.test_fraction}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _streaming_limits(self) -> "DataConfig":
+        """What a single streaming pass cannot do: one-hot vocabularies and mean fills would need
+        a pass of their own before the statistics (the in-memory path does them)."""
+        if not self.streaming:
+            return self
+        if self.categorical:
+            raise ValueError("streaming needs numeric features; one-hot encode the categorical "
+                             "columns beforehand or set streaming: false")
+        if self.missing == "mean":
+            raise ValueError("missing 'mean' is not available with streaming; use error or drop")
         return self
 
 

@@ -26,7 +26,8 @@ from rayfit.callbacks.nan_guard import NanGuard
 from rayfit.callbacks.progress import ProgressBar
 from rayfit.callbacks.signals import GracefulStop
 from rayfit.config import ExperimentConfig
-from rayfit.data import load_dataset
+from rayfit.data import Prepared, load_dataset
+from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
 from rayfit.plots import plot_history
@@ -51,7 +52,8 @@ class FitResult:
 
 
 class Session:
-    """Builds everything a run needs from its config; constructing one validates config and data.
+    """Builds everything a run needs from its config; constructing one validates config and data
+    (loaded here, or `data` planned for streaming by the caller).
 
     `rank` 0 writes (checkpoints, history, MLflow, progress, the exported model); every rank trains.
     """
@@ -66,14 +68,15 @@ class Session:
         epoch_functions: list[EpochFn] | None = None,
         reporter: Callable[[Checkpointing], Callback] | None = None,
         in_process: bool = True,
+        data: Prepared | StreamedData | None = None,
     ) -> None:
         self.cfg, self.run, self.rank = cfg, run, rank
-        self.data = load_dataset(cfg.data, cfg.trainer.seed)
+        self.data = data if data is not None else load_dataset(cfg.data, cfg.trainer.seed)
         self.backend = TorchBackend(cfg, self.data, device=device)
-        if self.backend.global_batch > len(self.data.x_train):
+        if self.backend.global_batch > self.data.train_rows:
             raise ConfigError(
                 f"trainer.batch_size: {cfg.trainer.batch_size} x {self.backend.world_size} worker(s) "
-                f"is larger than the {len(self.data.x_train)} training rows"
+                f"is larger than the {self.data.train_rows} training rows"
             )
         self.data_info = self.data.info.to_dict()
         ck = cfg.checkpoint

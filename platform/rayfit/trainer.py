@@ -11,6 +11,7 @@ from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.callbacks.epoch_hook import EpochFn
 from rayfit.callbacks.mlflow_tracking import open_mlflow_run
 from rayfit.config import ExperimentConfig, load_experiment
+from rayfit.data.streaming import StreamedData, plan_stream
 from rayfit.errors import CheckpointError
 from rayfit.paths import resolve_paths
 from rayfit.run_folder import RunFolder
@@ -49,8 +50,12 @@ class Trainer:
         # Building the session checks data, model, optimizer and schedule before anything is written
         # (on the meta device when workers train: no memory used, and the driver may have no GPU).
         device = torch.device("meta") if cfg.scaling.distributed else None
-        session = Session(cfg, run, epoch_functions=self._epoch_functions, device=device)
+        # Streamed data is checked and its statistics fitted here, in one pass over the files.
+        data = plan_stream(cfg.data, cfg.trainer.seed) if cfg.data.streaming else None
+        session = Session(cfg, run, epoch_functions=self._epoch_functions, device=device, data=data)
         if not cfg.scaling.distributed:
+            if data is not None:
+                stream_here(cfg, data)
             return self._fit_here(session, run, latest)
         from rayfit.distributed.launch import fit_with_ray
 
@@ -62,7 +67,7 @@ class Trainer:
             run.start(cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
             return run_id
 
-        return fit_with_ray(cfg, run, self._epoch_functions, start)
+        return fit_with_ray(cfg, run, self._epoch_functions, start, stream=data)
 
     @staticmethod
     def _fit_here(session: Session, run: RunFolder, latest: Path | None) -> FitResult:
@@ -78,3 +83,13 @@ class Trainer:
         if state.interrupted:
             return FitResult(run.path, state.history, state.stop_reason, mlflow_run_id=run_id, interrupted=True)
         return session.finish(state)
+
+
+def stream_here(cfg: ExperimentConfig, data: StreamedData) -> None:
+    """Streaming in this process: Ray Data (on a local Ray, or scaling.address) reads the rows."""
+    from rayfit.data.ray_feed import split_datasets
+    from rayfit.distributed.launch import connect
+
+    connect(cfg.scaling)
+    datasets = split_datasets(data)
+    data.shard = lambda split: datasets[split].iterator()

@@ -4,6 +4,7 @@ and killed workers or a killed driver resume to the same weights. One local Ray 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 import torch
@@ -20,7 +22,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
+from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
+from rayfit.data.streaming import plan_stream
+from rayfit.inference import SavedModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+from make_parquet_data import write_parquet_data  # noqa: E402
 
 # A user model that sleeps in training forward passes (so a test can kill a worker mid-epoch),
 # has dropout (so each rank's RNG must be restored) and writes its worker's pid per rank.
@@ -238,6 +246,34 @@ def test_an_unreachable_address_fails_fast(workdir):
     assert done.stderr.strip().splitlines()[-1].startswith("error: scaling.address: nothing answers at 127.0.0.1:9")
     assert time.monotonic() - started < 60
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_parquet_trains_and_scores_exactly_the_test_rows(workers, ray_cluster, workdir):
+    """Parquet rows reach the loop through Ray Data (with 2 workers: `get_dataset_shard`, the train
+    rows split between them). The test metric equals the exported model's accuracy on exactly the
+    rows the split rule puts in the test set: every rank scores all of them, none twice."""
+    folder = write_parquet_data(workdir / "rows", rows=3000, features=8, classes=3, rows_per_file=1000)
+    data = {"source": str(folder), "target": "label", "streaming": True, "shuffle_buffer": 500}
+    path = write(workdir, "stream", data=data, trainer={"epochs": 1, "batch_size": 64},
+                 optimizer={"lr": 0.01},
+                 scaling={"num_workers": workers, "resources_per_worker": {"CPU": 0.5}})
+    trainer = Trainer(path)
+    result = trainer.fit()
+
+    plan = plan_stream(trainer.config.data, seed=1)
+    per_rank = plan.rows["train"] // max(workers, 1)
+    latest = CheckpointIndex(result.run_dir / "checkpoints").latest
+    assert torch.load(latest, weights_only=True)["loop"]["step"] == math.ceil(per_rank / 64)
+    rules = plan.rules[str(folder)]
+    rows = pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))], ignore_index=True)
+    x, y = rules.clean(rows, "all rows")
+    test_rows = rows[rules.split(x, y) == 2]
+    assert len(test_rows) == plan.rows["test"] > 350
+    predicted = SavedModel(result.run_dir).predict_frame(test_rows, "test rows")
+    accuracy = float(np.mean(np.asarray(predicted) == test_rows["label"].to_numpy()))
+    assert result.test_metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert accuracy > 0.8  # 3 classes: chance is 1/3
 
 
 def test_losing_a_node_finishes_on_what_remains(workdir, monkeypatch):

@@ -1,27 +1,28 @@
 """PyTorch backend: model, optimizer, steps, metrics and state for the shared loop.
 
-Data lives as tensors on the device and batches are slices of a per-epoch permutation: the same
-thing a hand-written loop does, which is why rayfit's epoch costs about what such a loop costs.
+Batches come from torch_batches: slices of a per-epoch permutation of tensors on the device (what
+a hand-written loop does, which is why rayfit's epoch costs about what such a loop costs), or rows
+streamed by Ray Data when the data is larger than memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
 from rayfit.data import Prepared
+from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.models.torch_models import build_model
 
@@ -35,12 +36,6 @@ def resolve_device(cfg: ExperimentConfig) -> torch.device:
     return torch.device(wanted)
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so resume needs no state."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
-
-
 def process_group() -> tuple[int, int]:
     """(rank, world size) of the torch.distributed group this process is in, (0, 1) if none.
     Ray Train's TorchTrainer sets the group up before the loop starts."""
@@ -52,12 +47,13 @@ def process_group() -> tuple[int, int]:
 class TorchBackend:
     """Implements rayfit.loop.Backend for torch models: one process, or one rank of a DDP group.
 
-    With several ranks, global batch i is rows perm[i*G:(i+1)*G] (G = batch_size x ranks) and each
-    rank trains its contiguous part, so N ranks match one process with an N-times larger batch.
-    Metrics are sums reduced over the ranks; stop decisions therefore agree everywhere.
+    With several ranks each trains its part of every global batch (see torch_batches). Metrics are
+    sums reduced over the ranks; stop decisions therefore agree everywhere.
     """
 
-    def __init__(self, cfg: ExperimentConfig, data: Prepared, device: torch.device | None = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, data: Prepared | StreamedData, device: torch.device | None = None
+    ) -> None:
         self.cfg, self.info = cfg, data.info
         trainer = cfg.trainer
         self.device = device if device is not None else resolve_device(cfg)
@@ -75,32 +71,24 @@ class TorchBackend:
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.base_learning_rates = [g["lr"] for g in self.optimizer.param_groups]
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
-        self.splits = {
-            "train": self._tensors(data.x_train, data.y_train),
-            "val": self._tensors(data.x_val, data.y_val),
-            "test": self._tensors(data.x_test, data.y_test),
-        }
-        self.train_samples = len(data.x_train)
+        y_dtype = torch.long if self.classification else torch.float32
+        self.batches: MemoryBatches | StreamBatches = (
+            StreamBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.world_size,
+                          cfg.data.shuffle_buffer)
+            if isinstance(data, StreamedData)
+            else MemoryBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.rank, self.world_size)
+        )
+        self.train_samples = self.batches.train_samples
+        self.batches_per_epoch = self.batches.batches_per_epoch
         self.global_batch = self.batch_size * self.world_size
-        # a last global batch with fewer rows than ranks is dropped: every rank needs a row
-        full, tail = divmod(self.train_samples, self.global_batch)
-        self.batches_per_epoch = full + (1 if tail >= self.world_size else 0)
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
         if self._autocast_dtype is torch.float16 and self.device.type == "cpu":
             raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
         fp16_on_gpu = self._autocast_dtype is torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16_on_gpu else None
-        self._perm = torch.arange(0)
         self._last_loss = torch.zeros(())
         self.reset_train_metrics()
-
-    def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        y_dtype = torch.long if self.classification else torch.float32
-        return (
-            torch.as_tensor(x, dtype=torch.float32, device=self.device),
-            torch.as_tensor(y, dtype=y_dtype, device=self.device),
-        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self._autocast_dtype is None:
@@ -113,18 +101,14 @@ class TorchBackend:
     # ------------------------------------------------------------------------------- steps
 
     def has_split(self, split: str) -> bool:
-        return len(self.splits[split][1]) > 0
+        return self.batches.has_split(split)
 
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
-        self._perm = epoch_permutation(self.train_samples, self.seed, epoch).to(self.device)
+        self.batches.begin_epoch(epoch)
 
     def train_step(self, batch: int) -> None:
-        x_all, y_all = self.splits["train"]
-        index = self._perm[batch * self.global_batch : (batch + 1) * self.global_batch]
-        if self.world_size > 1:
-            index = index.tensor_split(self.world_size)[self.rank]
-        x, y = x_all[index], y_all[index]
+        x, y = self.batches.train_batch(batch)
         with self._autocast():
             out = self.train_model(x)
             loss = self._loss(out, y)
@@ -192,34 +176,26 @@ class TorchBackend:
             dist.all_reduce(tensor)
         return tensor
 
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs for `x` in eval mode, in batches of trainer.eval_batch_size."""
-        was_training = self.model.training
-        self.model.eval()
-        with self._autocast():
-            out = batched_outputs(self.model, x, self.cfg.trainer.eval_batch_size)
-        self.model.train(was_training)
-        return out
-
+    @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units.
 
-        Each rank scores its share of the rows; the sums are reduced, so every rank gets the
-        metrics of the whole split."""
-        x, y = self.splits[split]
-        if self.world_size > 1:
-            x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
-        out = self.outputs(x)
-        n = torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)
+        Sums over this rank's evaluation batches; with in-memory data each rank scores its share
+        of the rows and the sums are reduced, so every rank gets the metrics of the whole split."""
+        was_training = self.model.training
+        self.model.eval()
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        for x, y in self.batches.eval_batches(split, self.cfg.trainer.eval_batch_size):
+            with self._autocast():
+                out = self.model(x).float()
+            sums += self._eval_sums(out, y)
+        self.model.train(was_training)
+        if self.batches.reduce:
+            sums = self._all_reduce(sums)
         if self.classification:
-            loss_sum = nn.functional.cross_entropy(out, y, reduction="sum").double()
-            correct = (out.argmax(1) == y).sum().double()
-            loss_sum, correct, n = self._all_reduce(torch.stack([loss_sum, correct, n])).tolist()
+            loss_sum, correct, n = sums[:3].tolist()
             return {"loss": loss_sum / n, "accuracy": correct / n}
-        error = (out.squeeze(-1) - y).double()
-        y64 = y.double()
-        sums = torch.stack([error.pow(2).sum(), error.abs().sum(), y64.sum(), y64.pow(2).sum(), n])
-        sq_sum, abs_sum, y_sum, y_sq_sum, n = self._all_reduce(sums).tolist()
+        sq_sum, abs_sum, y_sum, y_sq_sum, n = sums.tolist()
         scale = self.info.target_std
         total = (y_sq_sum - y_sum * y_sum / n) * scale**2
         return {
@@ -228,6 +204,17 @@ class TorchBackend:
             "rmse": (sq_sum / n) ** 0.5 * scale,
             "r2": 1.0 - sq_sum * scale**2 / total if total > 0 else 0.0,
         }
+
+    def _eval_sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-batch sums: (loss, correct, rows, 0, 0) or, for regression, (squared error, absolute
+        error, y, y squared, rows), in float64 so that adding many batches stays exact enough."""
+        n = torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.classification:
+            loss_sum = nn.functional.cross_entropy(out, y, reduction="sum").double()
+            return torch.stack([loss_sum, (out.argmax(1) == y).sum().double(), n, zero, zero])
+        error, y64 = (out.squeeze(-1) - y).double(), y.double()
+        return torch.stack([error.pow(2).sum(), error.abs().sum(), y64.sum(), y64.pow(2).sum(), n])
 
     def learning_rates(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -319,7 +306,7 @@ class TorchBackend:
         mlflow.pytorch.log_model(
             self.model.cpu(),
             name=name,
-            input_example=self.splits["train"][0][:2].cpu().numpy(),
+            input_example=self.batches.example(),
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         self.model.to(self.device)

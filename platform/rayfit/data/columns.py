@@ -43,7 +43,7 @@ def to_numeric(col: pd.Series, name: str, source: str, hint: str) -> pd.Series:
     if bad.size:
         value = col.iloc[bad[0]]
         raise DataError(
-            f"column {name!r} in {source} is not numeric ({value!r} in row {bad[0] + 1}); {hint}"
+            f"column {name!r} in {source} is not numeric ({value!r} in row {col.index[bad[0]] + 1}); {hint}"
         )
     return numbers.astype("float64")
 
@@ -77,7 +77,7 @@ def prepare_features(
 def first_missing(columns: dict[str, pd.Series]) -> tuple[str, np.ndarray] | None:
     """(column, 1-based rows with missing values) for the first column that has any, else None."""
     for name, col in columns.items():
-        rows = np.flatnonzero(col.isna().to_numpy())
+        rows = col.index.to_numpy()[col.isna().to_numpy()]  # the index counts rows from 0 in the file
         if rows.size:
             return name, rows + 1
     return None

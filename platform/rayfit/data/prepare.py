@@ -45,6 +45,10 @@ class Prepared:
     y_test: np.ndarray
     info: DataInfo
 
+    @property
+    def train_rows(self) -> int:
+        return len(self.x_train)
+
 
 @dataclass
 class _Part:
@@ -79,7 +83,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Prepared:
         classes: list = []
     else:
         labels, classes = _encode_labels(parts)
-        task = _classification_kind(cfg.task, classes, target, cfg.source)
+        task = classification_kind(cfg.task, classes, target, cfg.source)
 
     # Split the main table; a split that comes from its own file is not carved out of it.
     rest = np.arange(len(main.x))
@@ -179,7 +183,7 @@ def _resolve_task(task: str, y: pd.Series) -> str:
     return "classification"
 
 
-def _classification_kind(task: str, classes: list, target: str, source: str) -> str:
+def classification_kind(task: str, classes: list, target: str, source: str) -> str:
     if task == "binary" and len(classes) != 2:
         shown = ", ".join(map(repr, classes[:5])) + (", ..." if len(classes) > 5 else "")
         raise DataError(
@@ -193,13 +197,13 @@ def _classification_kind(task: str, classes: list, target: str, source: str) -> 
 
 def _encode_labels(parts: list[_Part]) -> tuple[list[np.ndarray], list]:
     """Class ids per part, over the sorted labels of all parts (so a val-only label has an id)."""
-    normalized = [_plain_labels(p.y) for p in parts]
+    normalized = [plain_labels(p.y) for p in parts]
     codes, uniques = pd.factorize(pd.concat(normalized, ignore_index=True), sort=True)
     ends = np.cumsum([len(n) for n in normalized])[:-1]
     return [c.astype("int64") for c in np.split(codes, ends)], list(uniques.tolist())
 
 
-def _plain_labels(y: pd.Series) -> pd.Series:
+def plain_labels(y: pd.Series) -> pd.Series:
     """Labels as bool, int (for whole-number floats), float or str, so classes are JSON-able."""
     if is_bool_dtype(y):
         return y.astype(bool)
@@ -264,7 +268,7 @@ def _fit_info(
         mean=[0.0] * len(input_names),
         std=[1.0] * len(input_names),
         vocab=vocab,
-        image_shape=_image_shape(cfg, len(input_names)),
+        image_shape=image_shape_for(cfg, len(input_names)),
         fill=fill,
         missing=cfg.missing,
     )
@@ -284,7 +288,7 @@ def _stats(values: np.ndarray) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
-def _image_shape(cfg: DataConfig, n_inputs: int) -> list[int] | None:
+def image_shape_for(cfg: DataConfig, n_inputs: int) -> list[int] | None:
     shape = cfg.image_shape or (DIGITS_IMAGE_SHAPE if cfg.source == "sklearn:digits" else None)
     if shape is not None and int(np.prod(shape)) != n_inputs:
         raise ConfigError(

@@ -7,12 +7,15 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
 from rayfit.callbacks.epoch_hook import EpochFn
 from rayfit.config import ExperimentConfig, ScalingConfig
+from rayfit.data.ray_feed import split_datasets
+from rayfit.data.streaming import StreamedData
 from rayfit.distributed.worker import train_worker
 from rayfit.errors import ConfigError
 from rayfit.loop import TrainingFailed
@@ -27,6 +30,9 @@ def connect(scaling: ScalingConfig) -> None:
     """Join scaling.address (or RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray."""
     if ray.is_initialized():
         return
+    # Ray Data logs each pass over the data at INFO, 12 lines a time; a local Ray's processes
+    # inherit this, workers on a cluster get it from the worker runtime_env below.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     address = scaling.address or os.environ.get("RAY_ADDRESS")
     if address and address not in ("auto", "local"):
         check_reachable(address)
@@ -55,8 +61,9 @@ def worker_resources(scaling: ScalingConfig) -> dict[str, float]:
     return resources
 
 
-def check_resources(scaling: ScalingConfig) -> None:
-    """Refuse a request the cluster cannot place (as it is now: an autoscaler may add nodes)."""
+def check_resources(scaling: ScalingConfig, streaming: bool = False) -> None:
+    """Refuse a request the cluster cannot place (as it is now: an autoscaler may add nodes).
+    Streaming also needs CPU left over for Ray Data's read tasks, or they wait forever."""
     have = ray.cluster_resources()
     if scaling.use_gpu and have.get("GPU", 0) == 0:
         raise ConfigError("scaling.use_gpu: the Ray cluster has no GPU; set scaling.use_gpu: false")
@@ -67,6 +74,13 @@ def check_resources(scaling: ScalingConfig) -> None:
                 f"scaling.num_workers: {workers} workers x {amount:g} {name} need {amount * workers:g} "
                 f"{name}, but the Ray cluster has {have.get(name, 0):g}"
             )
+    cpus = worker_resources(scaling).get("CPU", 0) * scaling.max_workers
+    if streaming and cpus >= have.get("CPU", 0):
+        raise ConfigError(
+            f"scaling.resources_per_worker: {scaling.max_workers} workers take all {have.get('CPU', 0):g} "
+            "CPUs of the Ray cluster and data.streaming needs some for Ray Data's reads; give each "
+            "worker a fraction, for example resources_per_worker: {CPU: 0.5}"
+        )
 
 
 def fit_with_ray(
@@ -74,13 +88,16 @@ def fit_with_ray(
     run: RunFolder,
     epoch_functions: list[EpochFn],
     start: Callable[[], str | None],
+    stream: StreamedData | None = None,
 ) -> FitResult:
     """Run the loop in a TorchTrainer; its run lives in run_dir/ray, so re-running resumes it.
-    `start` (open the MLflow run, mark the folder running) is called once the cluster is checked."""
+    `start` (open the MLflow run, mark the folder running) is called once the cluster is checked.
+    Streamed data goes to the workers as Ray Data datasets; Ray Train splits the train rows."""
     scaling = cfg.scaling
     connect(scaling)
-    check_resources(scaling)
+    check_resources(scaling, streaming=stream is not None)
     mlflow_run_id = start()
+    datasets = split_datasets(stream) if stream is not None else None
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -88,7 +105,11 @@ def fit_with_ray(
             "run_dir": str(run.path),
             "mlflow_run_id": mlflow_run_id,
             "epoch_functions": epoch_functions,
+            "stream": stream,
         },
+        datasets=datasets,
+        # each rank reads its own part of the train rows; every rank scores all of val and test
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
@@ -102,7 +123,9 @@ def fit_with_ray(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             # Train's print patch tees rank 0's epoch lines to stdout and to its logger: each
             # line would show twice in the driver's output.
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            worker_runtime_env={
+                "env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING"}
+            },
         ),
     )
     try:

@@ -27,9 +27,12 @@ def train_worker(config: dict[str, Any]) -> None:
     cfg = validate(config["experiment"], source="worker config")
     run = RunFolder(Path(config["run_dir"]))
     rank = ray.train.get_context().get_world_rank()
+    stream = config["stream"]
+    if stream is not None:  # this rank's rows come from Ray Data
+        stream.shard = ray.train.get_dataset_shard
     session = Session(
         cfg, run, rank=rank, device=ray.train.torch.get_device(),
-        epoch_functions=config["epoch_functions"], reporter=RayReport, in_process=False,
+        epoch_functions=config["epoch_functions"], reporter=RayReport, in_process=False, data=stream,
     )
     if session.tracking is not None:
         session.tracking.attach(config["mlflow_run_id"])
