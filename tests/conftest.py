@@ -32,6 +32,15 @@ def write_experiment(folder: Path, name: str = "tiny", **sections: Any) -> Path:
     return path
 
 
+BACKENDS = ["torch", "tensorflow"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, for tests that hold for both."""
+    return request.param
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder, as a user would run in a project folder (runs/ and mlflow.db land here)."""

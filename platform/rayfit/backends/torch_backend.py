@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rayfit.backends import MODEL_FILES, metrics
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
-from rayfit.data import Prepared
-from rayfit.errors import CheckpointError, ConfigError
+from rayfit.data import DataInfo, Prepared
+from rayfit.errors import CheckpointError, ConfigError, first_line
 from rayfit.models.torch_models import build_model
+
+MODEL_FILE = MODEL_FILES["torch"]
 
 
 def resolve_device(cfg: ExperimentConfig) -> torch.device:
@@ -56,6 +60,8 @@ class TorchBackend:
     rank trains its contiguous part, so N ranks match one process with an N-times larger batch.
     Metrics are sums reduced over the ranks; stop decisions therefore agree everywhere.
     """
+
+    checkpoint_suffix = ".pt"
 
     def __init__(self, cfg: ExperimentConfig, data: Prepared, device: torch.device | None = None) -> None:
         self.cfg, self.info = cfg, data.info
@@ -176,11 +182,7 @@ class TorchBackend:
                             torch.tensor(float(self._seen), dtype=torch.float64, device=self.device)])
         if reduce:
             sums = self._all_reduce(sums)
-        loss_sum, correct, seen = sums.tolist()
-        metrics = {"train_loss": loss_sum / max(seen, 1.0)}
-        if self.classification:
-            metrics["train_accuracy"] = correct / max(seen, 1.0)
-        return metrics
+        return metrics.train_metrics(self.classification, *sums.tolist())
 
     def last_loss(self) -> float:
         """The last batch's loss; summed over ranks, so a NaN on any rank is seen by all."""
@@ -214,20 +216,12 @@ class TorchBackend:
         if self.classification:
             loss_sum = nn.functional.cross_entropy(out, y, reduction="sum").double()
             correct = (out.argmax(1) == y).sum().double()
-            loss_sum, correct, n = self._all_reduce(torch.stack([loss_sum, correct, n])).tolist()
-            return {"loss": loss_sum / n, "accuracy": correct / n}
-        error = (out.squeeze(-1) - y).double()
-        y64 = y.double()
-        sums = torch.stack([error.pow(2).sum(), error.abs().sum(), y64.sum(), y64.pow(2).sum(), n])
-        sq_sum, abs_sum, y_sum, y_sq_sum, n = self._all_reduce(sums).tolist()
-        scale = self.info.target_std
-        total = (y_sq_sum - y_sum * y_sum / n) * scale**2
-        return {
-            "loss": sq_sum / n,
-            "mae": abs_sum / n * scale,
-            "rmse": (sq_sum / n) ** 0.5 * scale,
-            "r2": 1.0 - sq_sum * scale**2 / total if total > 0 else 0.0,
-        }
+            sums = torch.stack([loss_sum, correct, n])
+        else:
+            error = (out.squeeze(-1) - y).double()
+            y64 = y.double()
+            sums = torch.stack([error.pow(2).sum(), error.abs().sum(), y64.sum(), y64.pow(2).sum(), n])
+        return metrics.split_metrics(self.classification, self._all_reduce(sums).tolist(), self.info.target_std)
 
     def learning_rates(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -307,9 +301,13 @@ class TorchBackend:
     def export(self, folder: Path) -> Path:
         """Write the weights as model.pt (a state dict: loadable with weights_only=True)."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "model.pt"
+        path = folder / MODEL_FILE
         save_atomic(self.model.state_dict(), path)
         return path
+
+    def load_export(self, folder: Path) -> None:
+        """Take the weights of an exported model (rayfit evaluate)."""
+        self.set_weights(load_checked(folder / MODEL_FILE, self.device))
 
     def log_mlflow_model(self, name: str) -> None:
         """Log the model with MLflow's pytorch flavor (requirements given, not inferred: faster)."""
@@ -323,6 +321,16 @@ class TorchBackend:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         self.model.to(self.device)
+
+
+def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config, then
+    model.pt loaded with weights_only=True."""
+    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape)
+    model.load_state_dict(load_checked(folder / MODEL_FILE))
+    model.eval()
+    batch = cfg.trainer.eval_batch_size
+    return lambda x: batched_outputs(model, torch.as_tensor(x, dtype=torch.float32), batch).numpy()
 
 
 @torch.no_grad()
@@ -348,6 +356,5 @@ def load_checked(path: Path, device: torch.device | str = "cpu") -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable rayfit checkpoint ({reason[:200]})") from exc
+        raise CheckpointError(f"{path}: not a readable rayfit checkpoint ({first_line(exc)})") from exc
 
