@@ -33,6 +33,24 @@ def write_experiment(folder: Path, name: str = "tiny", **sections: Any) -> Path:
 
 
 BACKENDS = ["torch", "tensorflow"]
+CHECKPOINT_SUFFIX = {"torch": ".pt", "tensorflow": ".npz"}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's payload, read as its backend wrote it (no code runs on load)."""
+    if path.suffix == ".pt":
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from rayfit.backends.array_file import load_arrays
+
+    return load_arrays(path)
+
+
+def checkpoint_arrays(path: Path) -> list[Any]:
+    """The model's tensors in a checkpoint, as numpy arrays (torch's state dict in its order)."""
+    model = read_checkpoint(path)["backend"]["model"]
+    return [v.numpy() for v in model.values()] if isinstance(model, dict) else list(model)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,6 +12,7 @@ import math
 import keras
 
 from rayfit.config import ModelConfig
+from rayfit.errors import ConfigError
 from rayfit.models import build_by_type, check_image_shape
 
 
@@ -106,6 +107,13 @@ def build_model(
         model = build_by_type(cfg, BUILDERS, keras.Model, "keras.Model", n_inputs, n_outputs, image_shape)
     finally:
         keras.config.set_dtype_policy(previous)
-    if not model.built:
-        model.build((None, n_inputs))
+    if not model.built or not model.trainable_variables:
+        model(keras.ops.zeros((1, n_inputs)))  # a subclassed model creates its weights on first call
+    try:
+        model.get_config()  # export writes model.keras: fail now, not after training
+    except NotImplementedError:
+        raise ConfigError(
+            f"model.type: {cfg.type} returned a keras.Model that Keras cannot save; give its class "
+            "a get_config() returning its __init__ arguments"
+        ) from None
     return model
