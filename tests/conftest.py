@@ -32,6 +32,33 @@ def write_experiment(folder: Path, name: str = "tiny", **sections: Any) -> Path:
     return path
 
 
+BACKENDS = ["torch", "tensorflow"]
+CHECKPOINT_SUFFIX = {"torch": ".pt", "tensorflow": ".npz"}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's payload, read as its backend wrote it (no code runs on load)."""
+    if path.suffix == ".pt":
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from rayfit.backends.array_file import load_arrays
+
+    return load_arrays(path)
+
+
+def checkpoint_arrays(path: Path) -> list[Any]:
+    """The model's tensors in a checkpoint, as numpy arrays (torch's state dict in its order)."""
+    model = read_checkpoint(path)["backend"]["model"]
+    return [v.numpy() for v in model.values()] if isinstance(model, dict) else list(model)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, for tests that hold for both."""
+    return request.param
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder, as a user would run in a project folder (runs/ and mlflow.db land here)."""

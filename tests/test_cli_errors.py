@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rayfit.backends import exported_model
 from rayfit.cli import EXIT_BAD_INPUT, main
 
 from tests.conftest import write_experiment
@@ -44,6 +45,10 @@ class Case:
     files: dict[str, str | bytes] = field(default_factory=dict)
     prepared: bool = False  # copy in the trained runs (runs/done finished, runs/paused unfinished)
     setup: Callable[[Path], list[str]] | None = None  # changes the folder, returns more `expect`
+    backends: tuple[str, ...] = ("torch",)  # where the backend matters, the case runs on each
+
+
+BOTH = ("torch", "tensorflow")
 
 
 TRAIN = ["train", "tiny.yaml"]
@@ -59,8 +64,9 @@ def corrupt_latest_checkpoint(workdir: Path) -> list[str]:
 
 
 def corrupt_model_file(workdir: Path) -> list[str]:
-    (workdir / "runs" / "done" / "model" / "model.pt").write_bytes(b"garbage")
-    return []
+    model = exported_model(workdir / "runs" / "done" / "model")
+    model.write_bytes(b"garbage")
+    return [model.name]
 
 
 CASES = [
@@ -131,32 +137,34 @@ CASES = [
          experiment={"data": {"source": "data.csv", "target": "y", "categorical": ["y"]}},
          files={"data.csv": GOOD_CSV}),
     Case("batch_larger_than_data", TRAIN, ["trainer.batch_size", "64", "training rows"],
-         experiment=CSV_DATA, files={"data.csv": GOOD_CSV}),
+         experiment=CSV_DATA, files={"data.csv": GOOD_CSV}, backends=BOTH),
     Case("image_shape_mismatch", TRAIN, ["data.image_shape", "[1, 4, 4]", "64"],
-         experiment={"model": {"type": "cnn"}, "data": {"image_shape": [1, 4, 4]}}),
+         experiment={"model": {"type": "cnn"}, "data": {"image_shape": [1, 4, 4]}}, backends=BOTH),
     # ---------------------------------------------------------------- model, optimizer, schedule
     Case("bad_import_path", TRAIN, ["model.type", "nosuch.module"],
-         experiment={"model": {"type": "nosuch.module:fn"}}),
+         experiment={"model": {"type": "nosuch.module:fn"}}, backends=BOTH),
     Case("unknown_model", TRAIN, ["model.type", "'transformer'", "mlp"],
-         experiment={"model": {"type": "transformer"}}),
+         experiment={"model": {"type": "transformer"}}, backends=BOTH),
     Case("fp16_on_cpu", TRAIN, ["trainer.precision", "fp16", "bf16"],
-         experiment={"trainer": {"precision": "fp16", "device": "cpu"}}),
+         experiment={"trainer": {"precision": "fp16", "device": "cpu"}}, backends=BOTH),
     Case("nesterov_without_momentum", TRAIN, ["optimizer.nesterov", "optimizer.momentum"],
-         experiment={"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0}}),
+         experiment={"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0}}, backends=BOTH),
     Case("param_group_unknown_module", TRAIN, ["optimizer.param_groups.0.module", "'encoder'"],
-         experiment={"optimizer": {"param_groups": [{"module": "encoder", "lr": 0.01}]}}),
+         experiment={"optimizer": {"param_groups": [{"module": "encoder", "lr": 0.01}]}}, backends=BOTH),
     # MLflow on: the store must not be created (no mlflow.db, no mlruns/) before this is found.
     Case("unknown_schedule", TRAIN, ["schedule.name", "'cosin'", "cosine"],
          experiment={"schedule": {"name": "cosin"}, "tracking": {"enabled": True}}),
     Case("unsupported_tracking_uri", TRAIN, ["tracking.uri", "'nosuch://x'", "sqlite:///"],
          experiment={"tracking": {"enabled": True, "uri": "nosuch://x"}}),
+    Case("tensorflow_with_workers", TRAIN, ["scaling.num_workers", "tensorflow", "--local"],
+         experiment={"scaling": {"num_workers": 2}}, backends=("tensorflow",)),
     # ---------------------------------------------------------------- run folders and checkpoints
     Case("resume_without_checkpoint", [*TRAIN, "--resume"], ["--resume", "no checkpoint", "tiny"],
          experiment={}),
     Case("changed_config_unfinished_run", ["train", "paused.yaml", "--set", "optimizer.lr=0.01"],
-         ["paused", "optimizer.lr", "0.01", "--set name="], prepared=True),
+         ["paused", "optimizer.lr", "0.01", "--set name="], prepared=True, backends=BOTH),
     Case("corrupt_checkpoint", ["train", "paused.yaml"], ["runs/paused/checkpoints", "not a readable"],
-         prepared=True, setup=corrupt_latest_checkpoint),
+         prepared=True, setup=corrupt_latest_checkpoint, backends=BOTH),
     # ---------------------------------------------------------------- predict and evaluate
     Case("predict_output_exists", ["predict", "done", "--input", "rows.csv", "--output", "out.csv"],
          ["--output", "out.csv", "exists"], prepared=True,
@@ -164,14 +172,14 @@ CASES = [
     Case("predict_unknown_run", ["predict", "nosuch", "--input", "rows.csv", "--output", "pred.csv"],
          ["nosuch", "no finished run", "model.pt"], files={"rows.csv": "a\n1\n"}),
     Case("predict_unfinished_run", ["predict", "paused", "--input", "rows.csv", "--output", "pred.csv"],
-         ["paused", "no finished run"], prepared=True, files={"rows.csv": "a\n1\n"}),
+         ["paused", "no finished run"], prepared=True, files={"rows.csv": "a\n1\n"}, backends=BOTH),
     Case("evaluate_unknown_run", ["evaluate", "nosuch"], ["nosuch", "no finished run"]),
-    Case("evaluate_corrupt_model", ["evaluate", "done"], ["model.pt", "not a readable"], prepared=True,
-         setup=corrupt_model_file),
+    Case("evaluate_corrupt_model", ["evaluate", "done"], ["not a readable"], prepared=True,
+         setup=corrupt_model_file, backends=BOTH),
     Case("predict_missing_input", ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"],
          ["rows.csv", "not found"], prepared=True),
     Case("predict_input_missing_column", ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"],
-         ["'pixel_0_1'", "rows.csv", "not found"], prepared=True, files={"rows.csv": "pixel_0_0\n0\n"}),
+         ["'pixel_0_1'", "rows.csv", "not found"], prepared=True, files={"rows.csv": "pixel_0_0\n0\n"}, backends=BOTH),
 ]
 
 
@@ -184,32 +192,43 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with runs/done (finished, 1 epoch) and runs/paused (stopped by SIGTERM in epoch 2,
-    so run.json says running), both on digits with MLflow off, plus their experiment files."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """For a backend: a folder with runs/done (finished, 1 epoch) and runs/paused (stopped by
+    SIGTERM in epoch 2, so run.json says running), both on digits with MLflow off, plus their
+    experiment files. Made once per backend, on first use."""
     from rayfit import Trainer
 
-    folder = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        write_experiment(folder, "done", trainer={"epochs": 1, "progress": "none"})
-        assert main(["train", "done.yaml"]) == 0
-        write_experiment(folder, "paused", trainer={"epochs": 2, "progress": "none"})
-        trainer = Trainer("paused.yaml")
-        trainer.register_progress_callback(lambda epoch, metrics: os.kill(os.getpid(), signal.SIGTERM))
-        assert trainer.fit().interrupted
-    assert json.loads((folder / "runs" / "paused" / "run.json").read_text())["status"] == "running"
-    return folder
+    folders: dict[str, Path] = {}
+
+    def make(backend: str) -> Path:
+        if backend in folders:
+            return folders[backend]
+        folder = folders[backend] = tmp_path_factory.mktemp(f"trained-{backend}")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(folder)
+            write_experiment(folder, "done", backend=backend, trainer={"epochs": 1, "progress": "none"})
+            assert main(["train", "done.yaml"]) == 0
+            write_experiment(folder, "paused", backend=backend, trainer={"epochs": 2, "progress": "none"})
+            trainer = Trainer("paused.yaml")
+            trainer.register_progress_callback(lambda epoch, metrics: os.kill(os.getpid(), signal.SIGTERM))
+            assert trainer.fit().interrupted
+        assert json.loads((folder / "runs" / "paused" / "run.json").read_text())["status"] == "running"
+        return folder
+
+    return make
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize(
+    "case, backend", [(c, b) for c in CASES for b in c.backends],
+    ids=[c.id + ("" if b == "torch" else f"-{b}") for c in CASES for b in c.backends],
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-    case: Case, workdir: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+    case: Case, backend: str, workdir: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
     if case.prepared:
-        shutil.copytree(request.getfixturevalue("trained"), workdir, dirs_exist_ok=True)
+        shutil.copytree(request.getfixturevalue("trained")(backend), workdir, dirs_exist_ok=True)
     if case.experiment is not None:
-        write_experiment(workdir, "tiny", **case.experiment)
+        write_experiment(workdir, "tiny", backend=backend, **case.experiment)
     for name, content in case.files.items():
         if isinstance(content, bytes):
             (workdir / name).write_bytes(content)

@@ -35,6 +35,7 @@ def test_name_defaults_to_the_file_stem(workdir):
         ("optimzer.lr=1", "unknown key optimzer; did you mean optimizer?"),
         ("trainer.batch_size=many", "trainer.batch_size: Input should be a valid integer"),
         ("optimizer.lr=-0.1", "optimizer.lr: Input should be greater than 0, got -0.1"),
+        ("backend=jax", "backend: Input should be 'torch' or 'tensorflow', got 'jax'"),
     ],
 )
 def test_errors_name_the_field(make_experiment, override, message):
@@ -42,3 +43,10 @@ def test_errors_name_the_field(make_experiment, override, message):
         load_experiment(make_experiment(), [override])
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_backend_by_override_and_what_it_cannot_do(make_experiment):
+    assert load_experiment(make_experiment()).backend == "torch"
+    assert load_experiment(make_experiment(), ["backend=tensorflow"]).backend == "tensorflow"
+    with pytest.raises(ConfigError, match=r"scaling.num_workers: backend tensorflow .* --local\), got 2$"):
+        load_experiment(make_experiment(), ["backend=tensorflow", "scaling.num_workers=2"])

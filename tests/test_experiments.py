@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from rayfit.backends import MODEL_FILES, exported_model
 from rayfit.cli import main
 from rayfit.config import load_experiment
 
@@ -41,17 +42,18 @@ def seed_data_module():
 
 
 @pytest.mark.parametrize(
-    ("experiment", "least"),
-    [("digits_mlp.yaml", 0.97), ("breast_cancer_mlp.yaml", 0.95), ("digits_cnn.yaml", 0.97)],
+    ("experiment", "least", "backend"),
+    [("digits_mlp.yaml", 0.97, "torch"), ("breast_cancer_mlp.yaml", 0.95, "torch"),
+     ("digits_cnn.yaml", 0.97, "torch"), ("digits_mlp.yaml", 0.97, "tensorflow")],
 )
 def test_shipped_experiment_reaches_its_accuracy(
-    workdir: Path, capsys: pytest.CaptureFixture[str], experiment: str, least: float
+    workdir: Path, capsys: pytest.CaptureFixture[str], experiment: str, least: float, backend: str
 ) -> None:
-    summary = train(capsys, EXPERIMENTS / experiment, "tracking.enabled=false")
+    summary = train(capsys, EXPERIMENTS / experiment, "tracking.enabled=false", f"backend={backend}")
     assert summary["test_accuracy"] >= least, summary
     run_dir = Path(summary["run_dir"])
     assert run_dir == workdir / "runs" / Path(experiment).stem
-    assert (run_dir / "model" / "model.pt").is_file()
+    assert exported_model(run_dir / "model") == run_dir / "model" / MODEL_FILES[backend]
 
 
 def test_seed_data_script_writes_a_deterministic_csv(tmp_path: Path) -> None:

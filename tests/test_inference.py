@@ -1,4 +1,5 @@
-"""`rayfit evaluate` and `rayfit predict` on a finished run: the same numbers training produced.
+"""`rayfit evaluate` and `rayfit predict` on a finished run, on both backends: the same numbers
+training produced.
 
 Predictions are checked three ways: the CLI's CSV, SavedModel.predict_frame, and a forward pass
 written here in NumPy from the last checkpoint's weights and the scaler in model/data_info.json.
@@ -12,20 +13,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.datasets import load_digits
 
+from rayfit.backends import build_backend
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
+from rayfit.data import load_dataset
 from rayfit.inference import SavedModel
 from rayfit.trainer import FitResult, Trainer
-from tests.conftest import write_experiment
+from tests.conftest import checkpoint_arrays, write_experiment
 
 
 @pytest.fixture
-def finished(workdir: Path) -> FitResult:
+def finished(workdir: Path, backend: str) -> FitResult:
     """A 3-epoch digits MLP (no early stopping: the exported model is the last epoch's)."""
-    return Trainer(write_experiment(workdir)).fit()
+    return Trainer(write_experiment(workdir, backend=backend)).fit()
 
 
 def raw_rows() -> pd.DataFrame:
@@ -45,13 +47,11 @@ def numpy_predictions(run_dir: Path, rows: pd.DataFrame) -> list:
     standardise with data_info.json, then Linear -> ReLU -> ... -> Linear, argmax."""
     info = json.loads((run_dir / "model" / "data_info.json").read_text())
     latest = CheckpointIndex(run_dir / "checkpoints").latest
-    weights = torch.load(latest, map_location="cpu", weights_only=True)["backend"]["model"]
-    layers = sorted({key.rsplit(".", 1)[0] for key in weights}, key=int)  # Sequential indices
+    floats = [a.astype(np.float64) for a in checkpoint_arrays(latest) if a.dtype.kind == "f"]  # not TF's seed
+    layers = list(zip(floats[::2], floats[1::2]))  # (weight, bias) per Linear / Dense layer
     x = (rows[info["features"]].to_numpy(np.float64) - np.array(info["mean"])) / np.array(info["std"])
-    for i, layer in enumerate(layers):
-        w = weights[f"{layer}.weight"].double().numpy()
-        b = weights[f"{layer}.bias"].double().numpy()
-        x = x @ w.T + b
+    for i, (w, b) in enumerate(layers):
+        x = x @ (w.T if latest.suffix == ".pt" else w) + b  # torch's weight is (out, in), a kernel (in, out)
         if i < len(layers) - 1:
             x = np.maximum(x, 0.0)  # dropout is off at inference
     return [info["classes"][i] for i in x.argmax(axis=1)]
@@ -92,13 +92,18 @@ def test_predict_writes_the_models_own_argmax(
     assert np.mean(np.array(predicted[:60]) == labels) > 0.8
 
 
-def test_exported_model_is_the_last_checkpoints_model(finished: FitResult) -> None:
+def test_exported_model_predicts_what_the_model_at_the_end_of_training_did(finished: FitResult) -> None:
+    """The round trip: outputs of the exported model (model.pt or model.keras, loaded as predict
+    loads it) equal, bitwise, those of the backend holding the last checkpoint's state."""
+    saved = SavedModel(finished.run_dir)
+    data = load_dataset(saved.config.data, saved.config.trainer.seed)
+    backend = build_backend(saved.config, data)
     latest = CheckpointIndex(finished.run_dir / "checkpoints").latest
-    at_end = torch.load(latest, map_location="cpu", weights_only=True)["backend"]["model"]
-    exported = torch.load(finished.model_dir / "model.pt", map_location="cpu", weights_only=True)
-    assert exported.keys() == at_end.keys()
-    for key in exported:
-        assert torch.equal(exported[key], at_end[key]), key
+    backend.load_state_dict(backend.load_file(latest)["backend"])
+    at_end = np.asarray(backend.outputs(data.x_test))
+    exported = saved.outputs(data.x_test)
+    assert exported.shape == (270, 10)
+    np.testing.assert_array_equal(exported, at_end)
 
 
 def test_predict_refuses_to_overwrite(finished: FitResult, workdir: Path) -> None:

@@ -209,13 +209,14 @@ def run_lightning(x: torch.Tensor, y: torch.Tensor, epochs: int) -> dict[str, An
     return {"epoch_times": timer.times, "train_loss": float(loss) if loss is not None else None}
 
 
-def run_rayfit(data: Path, folder: Path, epochs: int, run_name: str) -> dict[str, Any]:
+def run_rayfit(data: Path, folder: Path, epochs: int, run_name: str, backend: str = "torch") -> dict[str, Any]:
     import yaml
 
     import rayfit
 
     experiment = {
         "name": run_name,
+        "backend": backend,
         "data": {"source": str(data), "val_fraction": 0.0, "test_fraction": 0.0},
         "model": {"type": "mlp", "hidden_units": HIDDEN},
         "optimizer": {"name": "adam", "lr": LR},

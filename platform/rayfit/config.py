@@ -230,7 +230,7 @@ class ExperimentConfig(Section):
     """One experiment file, resolved."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    backend: Literal["torch"] = "torch"
+    backend: Literal["torch", "tensorflow"] = "torch"
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -317,9 +317,26 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe(exc.errors()[0])}") from exc
+    problem = backend_limits(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
+
+
+def backend_limits(cfg: ExperimentConfig) -> str | None:
+    """What the chosen backend cannot do with this config, as 'field: why', or None.
+
+    Checks that need the model or the device (param_groups modules, fp16 without a GPU) are the
+    backend's own, made when it is built."""
+    if cfg.backend == "tensorflow" and cfg.scaling.distributed:
+        return (
+            f"scaling.num_workers: backend tensorflow trains in this process only so far; "
+            f"set scaling.num_workers: 0 (or rayfit train --local), got {cfg.scaling.num_workers}"
+        )
+    return None
 
 
 def describe(error: dict[str, Any]) -> str:

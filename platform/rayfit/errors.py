@@ -19,3 +19,10 @@ class DataError(RayfitError):
 
 class CheckpointError(RayfitError):
     """A checkpoint or run folder is missing, corrupt or belongs to another run."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type when it has no message), at most 200 characters: for
+    one-line errors that quote a library's reason."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

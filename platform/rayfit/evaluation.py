@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rayfit.backends.torch_backend import TorchBackend
+from rayfit.backends import build_backend
 from rayfit.data import load_dataset
 from rayfit.errors import DataError
-from rayfit.inference import SavedModel, resolve_run
+from rayfit.inference import read_model_folder, resolve_run
 from rayfit.loop import EpochLoop
 
 
 def evaluate_run(run: str | Path) -> dict[str, float]:
     """Rebuild the run's data split (deterministic from its config and seed) and score the model."""
-    saved = SavedModel(resolve_run(run))
-    cfg = saved.config
+    run_dir = resolve_run(run)
+    cfg, _ = read_model_folder(run_dir)
     data = load_dataset(cfg.data, cfg.trainer.seed)
-    backend = TorchBackend(cfg, data)
-    backend.set_weights(saved.weights)
+    backend = build_backend(cfg, data)
+    backend.load_export(run_dir / "model")
     metrics = EpochLoop(backend, [], cfg.trainer.epochs).evaluate()
     if not metrics:
         raise DataError(f"{cfg.data.source}: the run has no test split (data.test_fraction is 0)")

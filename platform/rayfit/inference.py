@@ -7,44 +7,40 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
-from rayfit.backends.torch_backend import batched_outputs, load_checked
+from rayfit.backends import exported_model, load_predictor
 from rayfit.config import ExperimentConfig, validate
 from rayfit.data import DataInfo
 from rayfit.errors import CheckpointError
-from rayfit.models.torch_models import build_model
 
 
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
     """A run given as a folder, or as a name under the default storage folder."""
     for candidate in (Path(run), Path(storage) / str(run)):
-        if (candidate / "model" / "model.pt").is_file():
+        if exported_model(candidate / "model") is not None:
             return candidate
-    raise CheckpointError(f"{run}: no finished run there (expected {Path(run) / 'model' / 'model.pt'})")
+    raise CheckpointError(
+        f"{run}: no finished run there (expected {Path(run) / 'model' / 'model.pt'} or model.keras)"
+    )
+
+
+def read_model_folder(run_dir: Path) -> tuple[ExperimentConfig, DataInfo]:
+    """The resolved config and the data encoding saved with a run's model."""
+    folder = Path(run_dir) / "model"
+    config = validate(yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder / "config.yaml"))
+    return config, DataInfo.from_dict(json.loads((folder / "data_info.json").read_text()))
 
 
 class SavedModel:
-    """Rebuilds the model from model/config.yaml and loads model/model.pt with weights_only=True."""
+    """The exported model of a run, rebuilt from model/config.yaml by the run's backend."""
 
     def __init__(self, run_dir: Path) -> None:
-        folder = Path(run_dir) / "model"
-        self.config: ExperimentConfig = validate(
-            yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder / "config.yaml")
-        )
-        self.info = DataInfo.from_dict(json.loads((folder / "data_info.json").read_text()))
-        self.weights = load_checked(folder / "model.pt")
-        self.model = build_model(
-            self.config.model, self.info.n_inputs, self.info.n_outputs, self.info.image_shape
-        )
-        self.model.load_state_dict(self.weights)
-        self.model.eval()
+        self.config, self.info = read_model_folder(run_dir)
+        self.outputs = load_predictor(self.config, self.info, Path(run_dir) / "model")
 
     def predict_frame(self, frame: pd.DataFrame, source: str) -> list:
         """Predictions in the target's own terms (class labels or values) for raw input rows."""
-        x = torch.as_tensor(self.info.transform(frame, source), dtype=torch.float32)
-        out = batched_outputs(self.model, x, self.config.trainer.eval_batch_size)
-        classes = self.info.task != "regression"
-        raw: np.ndarray = (out.argmax(1) if classes else out.squeeze(-1)).numpy()
+        out = self.outputs(self.info.transform(frame, source).astype(np.float32))
+        raw: np.ndarray = out.argmax(1) if self.info.task != "regression" else out[:, 0]
         return self.info.decode(raw)

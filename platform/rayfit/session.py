@@ -15,7 +15,7 @@ import mlflow
 import torch
 import yaml
 
-from rayfit.backends.torch_backend import TorchBackend
+from rayfit.backends import build_backend, exported_model
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.callbacks.early_stopping import EarlyStopping
 from rayfit.callbacks.epoch_hook import EpochFn, EpochHook
@@ -72,7 +72,7 @@ class Session:
     ) -> None:
         self.cfg, self.run, self.rank = cfg, run, rank
         self.data = data if data is not None else load_dataset(cfg.data, cfg.trainer.seed)
-        self.backend = TorchBackend(cfg, self.data, device=device)
+        self.backend = build_backend(cfg, self.data, device)
         if self.backend.global_batch > self.data.train_rows:
             raise ConfigError(
                 f"trainer.batch_size: {cfg.trainer.batch_size} x {self.backend.world_size} worker(s) "
@@ -170,7 +170,7 @@ class Session:
         return folder
 
     def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
-        """Log the model (pytorch flavor), test metrics, config, history, plot and the best and
+        """Log the model (the backend's flavor), test metrics, config, history, plot and the best and
         last checkpoints, then close the MLflow run."""
         tracking, run = self.tracking, self.run
         assert tracking is not None
@@ -196,5 +196,5 @@ def result_from_folder(run: RunFolder) -> FitResult:
         raise TrainingFailed(status.get("stop_reason"))
     return FitResult(
         run.path, history, status.get("stop_reason"), status.get("test_metrics") or {},
-        run.model_dir if (run.model_dir / "model.pt").is_file() else None, status.get("mlflow_run_id"),
+        run.model_dir if exported_model(run.model_dir) else None, status.get("mlflow_run_id"),
     )

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
+from rayfit.backends import driver_device
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.callbacks.epoch_hook import EpochFn
 from rayfit.callbacks.mlflow_tracking import open_mlflow_run
@@ -48,8 +47,8 @@ class Trainer:
         if self.resume and latest is None:
             raise CheckpointError(f"{run.path}: --resume was given but there is no checkpoint to resume")
         # Building the session checks data, model, optimizer and schedule before anything is written
-        # (on the meta device when workers train: no memory used, and the driver may have no GPU).
-        device = torch.device("meta") if cfg.scaling.distributed else None
+        # (on torch's meta device when workers train: no memory used, and the driver may have no GPU).
+        device = driver_device(cfg) if cfg.scaling.distributed else None
         # Streamed data is checked and its statistics fitted here, in one pass over the files.
         data = plan_stream(cfg.data, cfg.trainer.seed) if cfg.data.streaming else None
         session = Session(cfg, run, epoch_functions=self._epoch_functions, device=device, data=data)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from rayfit import Trainer
+from tests.conftest import CHECKPOINT_SUFFIX, read_checkpoint
 
 
-def test_best_k_and_last_n_both_hold_after_ten_epochs(make_experiment):
+def test_best_k_and_last_n_both_hold_after_ten_epochs(make_experiment, backend):
     experiment = make_experiment(
+        backend=backend,
         trainer={"epochs": 10, "batch_size": 128},
         optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.9},  # noisy: the best epochs are not the last
         checkpoint={"every_epochs": 1, "every_steps": 4, "keep_last": 2, "keep_best": 3},
@@ -19,31 +20,40 @@ def test_best_k_and_last_n_both_hold_after_ten_epochs(make_experiment):
     result = Trainer(experiment).fit()
     folder = result.run_dir / "checkpoints"
     index = json.loads((folder / "index.json").read_text())["checkpoints"]
-    on_disk = {p.name for p in folder.glob("*.pt")}
+    on_disk = {p.name for p in folder.glob("ckpt-*")}
     assert on_disk == {e["file"] for e in index}
 
     val_loss = {int(row["epoch"]): row["val_loss"] for row in result.history}
     best_epochs = sorted(val_loss, key=val_loss.get)[:3]
-    best_files = {f"ckpt-epoch{e:04d}-step{e * 10:07d}.pt" for e in best_epochs}  # 10 batches/epoch
+    suffix = CHECKPOINT_SUFFIX[backend]
+    best_files = {f"ckpt-epoch{e:04d}-step{e * 10:07d}{suffix}" for e in best_epochs}  # 10 batches/epoch
     # the newest two: the step checkpoint at step 100 and the epoch-10 checkpoint at the same step
-    newest = {"ckpt-epoch0009-step0000100.pt", "ckpt-epoch0010-step0000100.pt"}
+    newest = {f"ckpt-epoch0009-step0000100{suffix}", f"ckpt-epoch0010-step0000100{suffix}"}
     assert on_disk == best_files | newest  # everything else was deleted
 
 
-def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment):
-    result = Trainer(make_experiment(trainer={"epochs": 1})).fit()
+BACKEND_STATE = {  # what each backend keeps: weights, optimizer, accumulation window, per-rank state
+    "torch": ({"model", "optimizer", "grads", "ranks"}, {"torch_rng", "metrics"}),
+    "tensorflow": ({"model", "optimizers", "learning_rates", "accumulated", "loss_scale", "ranks"},
+                   {"sums", "last_loss"}),  # TF's dropout RNG state is a model variable
+}
+
+
+def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment, backend):
+    result = Trainer(make_experiment(backend=backend, trainer={"epochs": 1})).fit()
     folder = result.run_dir / "checkpoints"
     latest = json.loads((folder / "index.json").read_text())["checkpoints"][-1]["file"]
-    payload = torch.load(folder / latest, weights_only=True)  # no code runs on load
+    payload = read_checkpoint(folder / latest)  # no code runs on load
     assert set(payload) >= {"loop", "backend", "callbacks", "rng", "config", "data_info", "ray_version"}
-    assert set(payload["backend"]) >= {"model", "optimizer", "grads", "ranks"}
-    assert set(payload["backend"]["ranks"][0]) >= {"torch_rng", "metrics"}
+    backend_keys, rank_keys = BACKEND_STATE[backend]
+    assert set(payload["backend"]) >= backend_keys
+    assert set(payload["backend"]["ranks"][0]) >= rank_keys
     assert payload["loop"]["epoch"] == 1 and len(payload["loop"]["history"]) == 1
     assert payload["config"]["name"] == "tiny"
     assert len(payload["data_info"]["mean"]) == 64
 
 
-FAILING_MODEL = """
+FAILING_MODELS = {"torch": """
 from torch import nn
 
 class Fails(nn.Module):
@@ -61,20 +71,36 @@ class Fails(nn.Module):
 
 def build(n_inputs, n_outputs):
     return Fails(n_inputs, n_outputs)
-"""
+""", "tensorflow": """
+import keras
+import tensorflow as tf
+
+class Fails(keras.layers.Layer):
+    def build(self, shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, x, training=False):
+        if training:  # counted in the graph: the compiled step runs Python only while tracing
+            self.calls.assign_add(1.0)
+            tf.debugging.assert_less(self.calls, 15.0, message="user model failed")
+        return x
+
+def build(n_inputs, n_outputs):
+    inputs = keras.Input((n_inputs,))
+    return keras.Model(inputs, keras.layers.Dense(n_outputs)(Fails()(inputs)))
+"""}
 
 
-def test_an_exception_saves_a_checkpoint_at_the_last_whole_batch(make_experiment, workdir, monkeypatch):
-    (workdir / "failing_model.py").write_text(FAILING_MODEL)
+def test_an_exception_saves_a_checkpoint_at_the_last_whole_batch(make_experiment, workdir, monkeypatch, backend):
+    (workdir / f"failing_model_{backend}.py").write_text(FAILING_MODELS[backend])
     monkeypatch.syspath_prepend(str(workdir))
     experiment = make_experiment(
-        model={"type": "failing_model:build"}, trainer={"batch_size": 128},
+        backend=backend, model={"type": f"failing_model_{backend}:build"}, trainer={"batch_size": 128},
         checkpoint={"every_epochs": 5},
     )
-    with pytest.raises(RuntimeError, match="user model failed"):
+    with pytest.raises(Exception, match="user model failed"):  # RuntimeError, or TF's InvalidArgumentError
         Trainer(experiment).fit()
     folder = workdir / "runs" / "tiny" / "checkpoints"
     index = json.loads((folder / "index.json").read_text())["checkpoints"]
     assert [(e["epoch"], e["step"]) for e in index] == [(1, 14)]  # 14 batches done, the 15th failed
-    payload = torch.load(folder / index[0]["file"], weights_only=True)
-    assert payload["loop"]["batch_in_epoch"] == 4
+    assert read_checkpoint(folder / index[0]["file"])["loop"]["batch_in_epoch"] == 4

@@ -10,21 +10,26 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rayfit.backends import MODEL_FILES, metrics
 from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
-from rayfit.data import Prepared
+from rayfit.data import DataInfo, Prepared
 from rayfit.data.streaming import StreamedData
-from rayfit.errors import CheckpointError, ConfigError
+from rayfit.errors import CheckpointError, ConfigError, first_line
 from rayfit.models.torch_models import build_model
+
+MODEL_FILE = MODEL_FILES["torch"]
 
 
 def resolve_device(cfg: ExperimentConfig) -> torch.device:
@@ -50,6 +55,8 @@ class TorchBackend:
     With several ranks each trains its part of every global batch (see torch_batches). Metrics are
     sums reduced over the ranks; stop decisions therefore agree everywhere.
     """
+
+    checkpoint_suffix = ".pt"
 
     def __init__(
         self, cfg: ExperimentConfig, data: Prepared | StreamedData, device: torch.device | None = None
@@ -160,11 +167,7 @@ class TorchBackend:
                             torch.tensor(float(self._seen), dtype=torch.float64, device=self.device)])
         if reduce:
             sums = self._all_reduce(sums)
-        loss_sum, correct, seen = sums.tolist()
-        metrics = {"train_loss": loss_sum / max(seen, 1.0)}
-        if self.classification:
-            metrics["train_accuracy"] = correct / max(seen, 1.0)
-        return metrics
+        return metrics.train_metrics(self.classification, *sums.tolist())
 
     def last_loss(self) -> float:
         """The last batch's loss; summed over ranks, so a NaN on any rank is seen by all."""
@@ -176,34 +179,29 @@ class TorchBackend:
             dist.all_reduce(tensor)
         return tensor
 
-    @torch.no_grad()
+    def outputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Model outputs for `x` in eval mode, in batches of trainer.eval_batch_size, as float32."""
+        was_training = self.model.training
+        self.model.eval()
+        with self._autocast():
+            out = batched_outputs(self.model, torch.as_tensor(x, dtype=torch.float32, device=self.device),
+                                  self.cfg.trainer.eval_batch_size)
+        self.model.train(was_training)
+        return out
+
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units.
 
         Sums over this rank's evaluation batches; with in-memory data each rank scores its share
         of the rows and the sums are reduced, so every rank gets the metrics of the whole split."""
-        was_training = self.model.training
-        self.model.eval()
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)
         for x, y in self.batches.eval_batches(split, self.cfg.trainer.eval_batch_size):
-            with self._autocast():
-                out = self.model(x).float()
-            sums += self._eval_sums(out, y)
-        self.model.train(was_training)
+            sums += self._eval_sums(self.outputs(x), y)
         if self.batches.reduce:
             sums = self._all_reduce(sums)
-        if self.classification:
-            loss_sum, correct, n = sums[:3].tolist()
-            return {"loss": loss_sum / n, "accuracy": correct / n}
-        sq_sum, abs_sum, y_sum, y_sq_sum, n = sums.tolist()
-        scale = self.info.target_std
-        total = (y_sq_sum - y_sum * y_sum / n) * scale**2
-        return {
-            "loss": sq_sum / n,
-            "mae": abs_sum / n * scale,
-            "rmse": (sq_sum / n) ** 0.5 * scale,
-            "r2": 1.0 - sq_sum * scale**2 / total if total > 0 else 0.0,
-        }
+        values = sums.tolist()
+        return metrics.split_metrics(self.classification, values[:3] if self.classification else values,
+                                     self.info.target_std)
 
     def _eval_sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-batch sums: (loss, correct, rows, 0, 0) or, for regression, (squared error, absolute
@@ -294,9 +292,13 @@ class TorchBackend:
     def export(self, folder: Path) -> Path:
         """Write the weights as model.pt (a state dict: loadable with weights_only=True)."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "model.pt"
+        path = folder / MODEL_FILE
         save_atomic(self.model.state_dict(), path)
         return path
+
+    def load_export(self, folder: Path) -> None:
+        """Take the weights of an exported model (rayfit evaluate)."""
+        self.set_weights(load_checked(folder / MODEL_FILE, self.device))
 
     def log_mlflow_model(self, name: str) -> None:
         """Log the model with MLflow's pytorch flavor (requirements given, not inferred: faster)."""
@@ -310,6 +312,16 @@ class TorchBackend:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         self.model.to(self.device)
+
+
+def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config, then
+    model.pt loaded with weights_only=True."""
+    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape)
+    model.load_state_dict(load_checked(folder / MODEL_FILE))
+    model.eval()
+    batch = cfg.trainer.eval_batch_size
+    return lambda x: batched_outputs(model, torch.as_tensor(x, dtype=torch.float32), batch).numpy()
 
 
 @torch.no_grad()
@@ -335,6 +347,5 @@ def load_checked(path: Path, device: torch.device | str = "cpu") -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable rayfit checkpoint ({reason[:200]})") from exc
+        raise CheckpointError(f"{path}: not a readable rayfit checkpoint ({first_line(exc)})") from exc
 

@@ -112,7 +112,7 @@ class Checkpointing(Callback):
     def save(self, loop: EpochLoop, metric: float | None) -> None:
         """Write one checkpoint, record it in the index, then apply retention (the writer only)."""
         state = loop.state
-        name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}.pt"
+        name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}{loop.backend.checkpoint_suffix}"
         path = self.folder / name if self.writer else None
         if path is not None:
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import ray.train
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.loop import Callback, EpochLoop
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_STEM = "checkpoint"  # + the backend's checkpoint_suffix
 
 
 class RayReport(Callback):
@@ -43,10 +43,11 @@ class RayReport(Callback):
         # Ray copies the folder to its storage during report; a hard link avoids a local copy.
         folder = tempfile.mkdtemp(prefix="rayfit-ckpt-")
         try:
+            target = Path(folder) / (CHECKPOINT_STEM + path.suffix)
             try:
-                os.link(path, Path(folder) / CHECKPOINT_FILE)
+                os.link(path, target)
             except OSError:
-                shutil.copyfile(path, Path(folder) / CHECKPOINT_FILE)
+                shutil.copyfile(path, target)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

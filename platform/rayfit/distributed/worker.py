@@ -11,7 +11,7 @@ import ray.train
 import ray.train.torch
 
 from rayfit.config import validate
-from rayfit.distributed.ray_report import CHECKPOINT_FILE, RayReport
+from rayfit.distributed.ray_report import CHECKPOINT_STEM, RayReport
 from rayfit.loop import TrainingFailed
 from rayfit.run_folder import RunFolder
 from rayfit.session import Session
@@ -39,7 +39,7 @@ def train_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            session.restore(Path(folder) / CHECKPOINT_FILE)
+            session.restore(Path(folder) / (CHECKPOINT_STEM + session.backend.checkpoint_suffix))
     if rank == 0:  # run.json keeps each start of the worker group: restarts and resizes show there
         record_attempt(run, session)
     try:

@@ -30,6 +30,7 @@ class Backend(Protocol):
 
     batches_per_epoch: int
     train_samples: int
+    checkpoint_suffix: str  # the extension of its checkpoint files, e.g. ".pt"
 
     def begin_epoch(self, epoch: int) -> None: ...
     def reset_train_metrics(self) -> None: ...

@@ -5,8 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from rayfit.config import ModelConfig
-from rayfit.errors import ConfigError
-from rayfit.imports import is_import_path, load_object
+from rayfit.models import build_by_type, check_image_shape
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -41,14 +40,7 @@ def mlp(cfg: ModelConfig, n_inputs: int, n_outputs: int, image_shape: list[int] 
 def cnn(cfg: ModelConfig, n_inputs: int, n_outputs: int, image_shape: list[int] | None) -> nn.Module:
     """3x3 conv blocks over rows reshaped to image_shape, 2x2 pooling while the image is >= 4 wide,
     then the dense stack."""
-    if not image_shape or len(image_shape) != 3:
-        raise ConfigError("data.image_shape: the cnn model needs [channels, height, width]")
-    channels, height, width = image_shape
-    if channels * height * width != n_inputs:
-        raise ConfigError(
-            f"data.image_shape: {image_shape} holds {channels * height * width} values "
-            f"but each row has {n_inputs} features"
-        )
+    channels, height, width = check_image_shape(image_shape, n_inputs)
     layers: list[nn.Module] = [nn.Unflatten(1, (channels, height, width))]
     for out_channels in cfg.channels:
         layers.append(nn.Conv2d(channels, out_channels, kernel_size=3, padding=1))
@@ -70,17 +62,5 @@ BUILDERS = {"mlp": mlp, "cnn": cnn}
 def build_model(
     cfg: ModelConfig, n_inputs: int, n_outputs: int, image_shape: list[int] | None = None
 ) -> nn.Module:
-    """Build the model named by cfg.type; a user function is called as
-    fn(n_inputs=..., n_outputs=..., **cfg.kwargs) and must return an nn.Module."""
-    if is_import_path(cfg.type):
-        fn = load_object(cfg.type, "model.type")
-        model = fn(n_inputs=n_inputs, n_outputs=n_outputs, **cfg.kwargs)
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model.type: {cfg.type} returned {type(model).__name__}, not a torch.nn.Module")
-        return model
-    if cfg.type not in BUILDERS:
-        raise ConfigError(
-            f"model.type: unknown model {cfg.type!r}; expected one of {', '.join(BUILDERS)} "
-            "or 'package.module:function'"
-        )
-    return BUILDERS[cfg.type](cfg, n_inputs, n_outputs, image_shape)
+    """Build the model named by cfg.type (a user function must return an nn.Module)."""
+    return build_by_type(cfg, BUILDERS, nn.Module, "torch.nn.Module", n_inputs, n_outputs, image_shape)

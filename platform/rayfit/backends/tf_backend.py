@@ -1,0 +1,375 @@
+"""TensorFlow backend: a Keras 3 model trained by our own compiled step, for the shared loop.
+
+Keras 3 (`import keras`), not tf-keras: Ray 2.60 sets TF_USE_LEGACY_KERAS=1 on TF workers because
+Keras 3's fit() fails under MultiWorkerMirroredStrategy, but rayfit never calls fit(): it runs
+its own tf.function step, which trains Keras 3 layers under that strategy (strategy.run) as
+well. `tf.keras` is never used: with TF_USE_LEGACY_KERAS=1 it means tf_keras, which is not
+installed. The step also makes the epoch cheaper than fit(): data are tensors in memory and a
+batch is a gather of a per-epoch permutation, as in the torch backend.
+
+Imported only for `backend: tensorflow`, so torch runs do not pay TF's import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads: no C++ info lines
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
+import resource  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from rayfit.backends import MODEL_FILES, metrics  # noqa: E402
+from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
+from rayfit.backends.tf_optim import build_groups  # noqa: E402
+from rayfit.config import ExperimentConfig  # noqa: E402
+from rayfit.data import DataInfo, Prepared  # noqa: E402
+from rayfit.errors import CheckpointError, ConfigError, first_line  # noqa: E402
+from rayfit.models.tf_models import build_model  # noqa: E402
+
+MODEL_FILE = MODEL_FILES["tensorflow"]
+POLICIES = {"32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def resolve_device(cfg: ExperimentConfig) -> str:
+    """'/GPU:0' or '/CPU:0', as trainer.device and scaling.use_gpu ask."""
+    wanted = cfg.trainer.device
+    if wanted == "auto":
+        wanted = "cuda" if cfg.scaling.use_gpu else "cpu"
+    if wanted == "cuda" and not tf.config.list_physical_devices("GPU"):
+        raise ConfigError("scaling.use_gpu: a GPU was asked for but TensorFlow sees no GPU device")
+    return "/GPU:0" if wanted == "cuda" else "/CPU:0"
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so resume needs no state."""
+    return np.random.default_rng(seed * 1_000_003 + epoch).permutation(n).astype(np.int32)
+
+
+def replica_group() -> tuple[int, int]:
+    """(rank, world size): (0, 1) in one process. A MultiWorkerMirroredStrategy plugs its task
+    index and worker count in here, and its cross-worker sum into TFBackend._reduce."""
+    return 0, 1
+
+
+class LossScale:
+    """Dynamic loss scaling for fp16, as torch's GradScaler does it: scale the loss, unscale the
+    gradients, skip the step and halve the scale on inf/NaN, double it after 2000 good steps."""
+
+    def __init__(self, initial: float = 2.0**16, growth_interval: int = 2000) -> None:
+        self.scale = tf.Variable(initial, dtype=tf.float32, trainable=False)
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.growth_interval = growth_interval
+
+    def unscale(self, grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor]:
+        """The true gradients, and whether they are all finite."""
+        grads = [g / self.scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        return grads, finite
+
+    def update(self, finite: tf.Tensor) -> None:
+        grow = tf.logical_and(finite, self.good_steps + 1 >= self.growth_interval)
+        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2.0, self.scale), self.scale * 0.5))
+        self.good_steps.assign(tf.where(finite, tf.where(grow, 0, self.good_steps + 1), 0))
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [self.scale, self.good_steps]
+
+
+class TFBackend:
+    """Implements rayfit.loop.Backend for Keras 3 models with a compiled tf.function step.
+
+    The data layout is TorchBackend's: global batch i is rows perm[i*G:(i+1)*G] (G = batch_size x
+    workers) and a worker trains its contiguous part of it; metric sums go through _reduce.
+    """
+
+    checkpoint_suffix = ".npz"
+
+    def __init__(self, cfg: ExperimentConfig, data: Prepared, device: str | None = None) -> None:
+        self.cfg, self.info = cfg, data.info
+        trainer = cfg.trainer
+        self.device = device or resolve_device(cfg)
+        self.rank, self.world_size = replica_group()
+        self.classification = data.info.task != "regression"
+        self.seed, self.batch_size, self.accumulate = trainer.seed, trainer.batch_size, trainer.accumulate
+        if trainer.precision == "fp16" and self.device == "/CPU:0":
+            raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+        keras.utils.set_random_seed(trainer.seed)  # model initialisation is part of the seeded run
+        with tf.device(self.device):
+            self.model = build_model(
+                cfg.model, data.info.n_inputs, data.info.n_outputs, data.info.image_shape,
+                POLICIES[trainer.precision],
+            )
+            self.groups = build_groups(cfg.optimizer, self.model)
+            self.splits = {
+                "train": self._tensors(data.x_train, data.y_train),
+                "val": self._tensors(data.x_val, data.y_val),
+                "test": self._tensors(data.x_test, data.y_test),
+            }
+            self.trainable = self.model.trainable_variables
+            # gradients of an unfinished accumulation window; none are kept when every batch steps
+            self.accumulated = [
+                tf.Variable(tf.zeros_like(v), trainable=False) for v in self.trainable
+            ] if self.accumulate > 1 else []
+            self.loss_scale = LossScale() if trainer.precision == "fp16" else None
+            self._sums = tf.Variable(tf.zeros(3, tf.float64), trainable=False)  # loss_sum, correct, seen
+            self._last_loss = tf.Variable(0.0, trainable=False)
+        self.base_learning_rates = [g.lr for g in self.groups]
+        self._lrs = list(self.base_learning_rates)  # the exact floats the schedule set
+        self.train_samples = len(data.x_train)
+        self.global_batch = self.batch_size * self.world_size
+        full, tail = divmod(self.train_samples, self.global_batch)
+        self.batches_per_epoch = full + (1 if tail >= self.world_size else 0)
+        self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
+        self._perm = tf.zeros(0, tf.int32)
+        self._step = tf.function(self._train_step)
+        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.constant(x, tf.float32), tf.constant(y, tf.int32 if self.classification else tf.float32)
+
+    def _loss(self, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        out = tf.cast(out, tf.float32)  # the loss in float32 under mixed precision, as in torch
+        if self.classification:
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
+        return tf.reduce_mean(tf.square(tf.squeeze(out, -1) - y))
+
+    # ------------------------------------------------------------------------------- steps
+
+    def has_split(self, split: str) -> bool:
+        return int(self.splits[split][1].shape[0]) > 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch))
+
+    def train_step(self, batch: int) -> None:
+        apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
+        self._step(self._perm, tf.constant(batch, tf.int32), apply)  # traced once per value of apply
+
+    def _batch_rows(self, perm: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+        """This worker's contiguous part of global batch `batch` (torch's tensor_split split)."""
+        index = perm[batch * self.global_batch : (batch + 1) * self.global_batch]
+        if self.world_size == 1:
+            return index
+        size, extra = tf.size(index) // self.world_size, tf.size(index) % self.world_size
+        start = self.rank * size + tf.minimum(self.rank, extra)
+        return index[start : start + size + tf.cast(self.rank < extra, tf.int32)]
+
+    def _train_step(self, perm: tf.Tensor, batch: tf.Tensor, apply: bool) -> None:
+        with tf.device(self.device):
+            index = self._batch_rows(perm, batch)
+            x_all, y_all = self.splits["train"]
+            x, y = tf.gather(x_all, index), tf.gather(y_all, index)
+            with tf.GradientTape() as tape:
+                out = self.model(x, training=True)
+                loss = self._loss(out, y)
+                scaled = loss / self.accumulate if self.accumulate > 1 else loss
+                if self.loss_scale is not None:
+                    scaled = scaled * self.loss_scale.scale
+            grads = tape.gradient(scaled, self.trainable)
+            if self.accumulated:
+                for total, grad in zip(self.accumulated, grads):
+                    total.assign_add(grad)
+                if apply:
+                    self._optimizer_step([total.read_value() for total in self.accumulated])
+                    for total in self.accumulated:
+                        total.assign(tf.zeros_like(total))
+            else:
+                self._optimizer_step(grads)
+            n = tf.cast(tf.shape(y)[0], tf.float64)
+            correct = (
+                tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, 1, output_type=tf.int32), y), tf.float64))
+                if self.classification else tf.constant(0.0, tf.float64)
+            )
+            self._sums.assign_add(tf.stack([tf.cast(loss, tf.float64) * n, correct, n]))
+            self._last_loss.assign(loss)
+
+    def _optimizer_step(self, grads: list[tf.Tensor]) -> None:
+        """Unscale (fp16), clip by value then by global norm, add L2 decay, apply per group."""
+        finite = None
+        if self.loss_scale is not None:
+            grads, finite = self.loss_scale.unscale(grads)
+        if self.clip_value:
+            grads = [tf.clip_by_value(g, -self.clip_value, self.clip_value) for g in grads]
+        if self.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+
+        def apply() -> None:
+            for group in self.groups:
+                pairs = [(grads[i], self.trainable[i]) for i in group.indices]
+                if group.coupled_decay:
+                    pairs = [(g + group.coupled_decay * v, v) for g, v in pairs]
+                group.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+        if finite is None:
+            apply()
+            return
+        tf.cond(finite, lambda: (apply(), tf.constant(True))[1], lambda: tf.constant(False))
+        self.loss_scale.update(finite)
+
+    # ----------------------------------------------------------------------------- metrics
+
+    def reset_train_metrics(self) -> None:
+        self._sums.assign(tf.zeros(3, tf.float64))
+
+    def running_metrics(self) -> dict[str, float]:
+        """This worker's train metrics so far in the epoch (no collective)."""
+        return metrics.train_metrics(self.classification, *self._sums.numpy().tolist())
+
+    def train_metrics(self) -> dict[str, float]:
+        """The epoch's train metrics over all workers' samples."""
+        return metrics.train_metrics(self.classification, *self._reduce(self._sums.numpy()).tolist())
+
+    def _reduce(self, sums: np.ndarray) -> np.ndarray:
+        """Sums over all workers: with one worker, its own (the strategy's sum goes here)."""
+        return sums
+
+    def last_loss(self) -> float:
+        return float(self._reduce(self._last_loss.numpy()))
+
+    def outputs(self, x: tf.Tensor) -> np.ndarray:
+        """Model outputs for `x` in inference mode, in batches of trainer.eval_batch_size, as float32."""
+        return batched_outputs(self._forward, x, self.cfg.trainer.eval_batch_size)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units."""
+        x, y = self.splits[split]
+        out, y = self.outputs(x).astype(np.float64), y.numpy()
+        if self.classification:
+            shifted = out - out.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            loss_sum = -log_probs[np.arange(len(y)), y].sum()
+            sums = [loss_sum, float((out.argmax(1) == y).sum()), float(len(y))]
+        else:
+            error, y64 = out[:, 0] - y, y.astype(np.float64)
+            sums = [(error**2).sum(), np.abs(error).sum(), y64.sum(), (y64**2).sum(), float(len(y))]
+        return metrics.split_metrics(self.classification, self._reduce(np.array(sums)).tolist(), self.info.target_std)
+
+    def learning_rates(self) -> list[float]:
+        return list(self._lrs)
+
+    def set_learning_rates(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.groups, lrs):
+            group.optimizer.learning_rate.assign(lr)
+        self._lrs = list(lrs)
+
+    def memory_metrics(self) -> dict[str, float]:
+        """Peak memory in MB: GPU memory on a GPU, the process's peak RSS on CPU."""
+        if self.device.startswith("/GPU"):
+            return {"peak_memory_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
+        return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    # ------------------------------------------------------------------------------- state
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every model variable: weights, batch-norm statistics and the dropout seed states."""
+        return [v.numpy() for v in self.model.variables]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        for variable, value in zip(self.model.variables, weights):
+            variable.assign(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimizers (moments, step counts, lr), the unfinished accumulation window and
+        the loss scale (the same on every worker), plus each worker's partial-epoch sums."""
+        return {
+            "model": self.get_weights(),
+            "optimizers": [[v.numpy() for v in g.optimizer.variables] for g in self.groups],
+            "learning_rates": list(self._lrs),
+            "accumulated": [v.numpy() for v in self.accumulated],
+            "loss_scale": [v.numpy() for v in self.loss_scale.variables] if self.loss_scale else [],
+            "ranks": [{"sums": self._sums.numpy(), "last_loss": self._last_loss.numpy()}],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_weights(state["model"])
+        for group, values in zip(self.groups, state["optimizers"]):
+            for variable, value in zip(group.optimizer.variables, values):
+                variable.assign(value)
+        self._lrs = list(state["learning_rates"])
+        for variable, value in zip(self.accumulated, state["accumulated"]):
+            variable.assign(value)
+        for variable, value in zip(self.loss_scale.variables if self.loss_scale else [], state["loss_scale"]):
+            variable.assign(value)
+        ranks = state["ranks"]
+        # a resume with another number of workers reuses worker 0's sums: not exact
+        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        self._sums.assign(mine["sums"])
+        self._last_loss.assign(mine["last_loss"])
+
+    def save_file(self, payload: dict[str, Any], path: Path) -> None:
+        save_arrays(payload, path)
+
+    def load_file(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at `path`, checked against this model and its optimizers' shapes."""
+        payload = load_arrays(path)
+        try:
+            state = payload["backend"]
+            expected = [self.model.variables] + [g.optimizer.variables for g in self.groups]
+            found = [state["model"]] + list(state["optimizers"])
+            same = len(found) == len(expected) and all(
+                len(values) == len(variables) and all(tuple(v.shape) == np.shape(a) for v, a in zip(variables, values))
+                for variables, values in zip(expected, found)
+            )
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: not a rayfit tensorflow checkpoint (no {exc})") from exc
+        if not same:
+            raise CheckpointError(f"{path}: its weights do not fit this model (another model or optimizer config)")
+        return payload
+
+    # ------------------------------------------------------------------------------ export
+
+    def export(self, folder: Path) -> Path:
+        """Write the model as model.keras (architecture + weights; loads without running pickle)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / MODEL_FILE
+        tmp = folder / ("tmp-" + MODEL_FILE)  # Keras wants the .keras suffix on the file it writes
+        self.model.save(tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_export(self, folder: Path) -> None:
+        """Take the weights of an exported model (rayfit evaluate)."""
+        load_weights(self.model, folder / MODEL_FILE)
+
+    def log_mlflow_model(self, name: str) -> None:
+        """Log the model with MLflow's tensorflow flavor (requirements given, not inferred: faster)."""
+        import mlflow.tensorflow
+
+        mlflow.tensorflow.log_model(
+            self.model, name=name, input_example=self.splits["train"][0][:2].numpy(),
+            pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
+        )
+
+
+def batched_outputs(forward: Any, x: tf.Tensor | np.ndarray, batch: int) -> np.ndarray:
+    """forward(x) in slices of `batch` rows, as float32 numpy: bounded memory for any number of rows."""
+    parts = [np.asarray(forward(x[i : i + batch]), dtype=np.float32) for i in range(0, len(x), batch)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config (a
+    user model comes by import path, as in training), then the weights of model.keras loaded."""
+    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape, POLICIES[cfg.trainer.precision])
+    load_weights(model, folder / MODEL_FILE)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: batched_outputs(forward, tf.constant(x, tf.float32), cfg.trainer.eval_batch_size)
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    """model.load_weights(path); any failure is a one-line CheckpointError naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # Keras raises ValueError, OSError or zipfile errors, by case
+        raise CheckpointError(f"{path}: not a readable rayfit model ({first_line(exc)})") from exc
