@@ -156,8 +156,8 @@ CASES = [
          experiment={"schedule": {"name": "cosin"}, "tracking": {"enabled": True}}),
     Case("unsupported_tracking_uri", TRAIN, ["tracking.uri", "'nosuch://x'", "sqlite:///"],
          experiment={"tracking": {"enabled": True, "uri": "nosuch://x"}}),
-    Case("tensorflow_with_workers", TRAIN, ["scaling.num_workers", "tensorflow", "--local"],
-         experiment={"scaling": {"num_workers": 2}}, backends=("tensorflow",)),
+    Case("tensorflow_streaming", TRAIN, ["data.streaming", "torch backend only"],
+         experiment={"data": {"streaming": True}}, backends=("tensorflow",)),
     # ---------------------------------------------------------------- run folders and checkpoints
     Case("resume_without_checkpoint", [*TRAIN, "--resume"], ["--resume", "no checkpoint", "tiny"],
          experiment={}),

@@ -331,11 +331,8 @@ def backend_limits(cfg: ExperimentConfig) -> str | None:
 
     Checks that need the model or the device (param_groups modules, fp16 without a GPU) are the
     backend's own, made when it is built."""
-    if cfg.backend == "tensorflow" and cfg.scaling.distributed:
-        return (
-            f"scaling.num_workers: backend tensorflow trains in this process only so far; "
-            f"set scaling.num_workers: 0 (or rayfit train --local), got {cfg.scaling.num_workers}"
-        )
+    if cfg.backend == "tensorflow" and cfg.data.streaming:
+        return "data.streaming: streams rows to the torch backend only so far; set data.streaming: false"
     return None
 
 

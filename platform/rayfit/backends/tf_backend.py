@@ -17,6 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads: no C++ info lines
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+import json  # noqa: E402
 import resource  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -53,10 +54,34 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng(seed * 1_000_003 + epoch).permutation(n).astype(np.int32)
 
 
-def replica_group() -> tuple[int, int]:
-    """(rank, world size): (0, 1) in one process. A MultiWorkerMirroredStrategy plugs its task
-    index and worker count in here, and its cross-worker sum into TFBackend._reduce."""
-    return 0, 1
+_strategy: tf.distribute.MultiWorkerMirroredStrategy | None = None
+
+
+def worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy | None:
+    """The process's MultiWorkerMirroredStrategy when Ray's TensorflowTrainer started it as one of
+    several workers (TF_CONFIG lists them), else None. Made once per process and before any other
+    TF op, as TF requires; a restarted Ray Train worker is a new process."""
+    global _strategy
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if _strategy is None and len(cluster.get("worker", [])) > 1:
+        tf.get_logger().setLevel("ERROR")  # the strategy logs each collective it sets up
+        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    return _strategy
+
+
+def replica_group(strategy: tf.distribute.Strategy | None) -> tuple[int, int]:
+    """(rank, world size) of this worker in the strategy's group, (0, 1) without one."""
+    if strategy is None:
+        return 0, 1
+    return strategy.cluster_resolver.task_id, strategy.num_replicas_in_sync
+
+
+def share(n: int, rank: int, world_size: int) -> slice:
+    """Rank `rank`'s contiguous part of n rows, as torch.tensor_split cuts them (the first n % world
+    parts one row longer), so both backends give each worker the same rows."""
+    size, extra = divmod(n, world_size)
+    start = rank * size + min(rank, extra)
+    return slice(start, start + size + (1 if rank < extra else 0))
 
 
 class LossScale:
@@ -96,8 +121,11 @@ class TFBackend:
     def __init__(self, cfg: ExperimentConfig, data: Prepared, device: str | None = None) -> None:
         self.cfg, self.info = cfg, data.info
         trainer = cfg.trainer
+        self.strategy = worker_strategy()  # first: before resolve_device's TF calls
+        self.rank, self.world_size = replica_group(self.strategy)
         self.device = device or resolve_device(cfg)
-        self.rank, self.world_size = replica_group()
+        if self.strategy is not None:
+            self._collectives()
         self.classification = data.info.task != "regression"
         self.seed, self.batch_size, self.accumulate = trainer.seed, trainer.batch_size, trainer.accumulate
         if trainer.precision == "fp16" and self.device == "/CPU:0":
@@ -152,20 +180,14 @@ class TFBackend:
 
     def train_step(self, batch: int) -> None:
         apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
-        self._step(self._perm, tf.constant(batch, tf.int32), apply)  # traced once per value of apply
+        first = batch * self.global_batch  # this worker's contiguous part of the global batch
+        rows = share(min(self.global_batch, self.train_samples - first), self.rank, self.world_size)
+        lo, hi = tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
+        self._step(self._perm, lo, hi, apply)  # traced once per value of apply
 
-    def _batch_rows(self, perm: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
-        """This worker's contiguous part of global batch `batch` (torch's tensor_split split)."""
-        index = perm[batch * self.global_batch : (batch + 1) * self.global_batch]
-        if self.world_size == 1:
-            return index
-        size, extra = tf.size(index) // self.world_size, tf.size(index) % self.world_size
-        start = self.rank * size + tf.minimum(self.rank, extra)
-        return index[start : start + size + tf.cast(self.rank < extra, tf.int32)]
-
-    def _train_step(self, perm: tf.Tensor, batch: tf.Tensor, apply: bool) -> None:
+    def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:
         with tf.device(self.device):
-            index = self._batch_rows(perm, batch)
+            index = perm[lo:hi]
             x_all, y_all = self.splits["train"]
             x, y = tf.gather(x_all, index), tf.gather(y_all, index)
             with tf.GradientTape() as tape:
@@ -174,7 +196,7 @@ class TFBackend:
                 scaled = loss / self.accumulate if self.accumulate > 1 else loss
                 if self.loss_scale is not None:
                     scaled = scaled * self.loss_scale.scale
-            grads = tape.gradient(scaled, self.trainable)
+            grads = self._average(tape.gradient(scaled, self.trainable))
             if self.accumulated:
                 for total, grad in zip(self.accumulated, grads):
                     total.assign_add(grad)
@@ -228,9 +250,38 @@ class TFBackend:
         """The epoch's train metrics over all workers' samples."""
         return metrics.train_metrics(self.classification, *self._reduce(self._sums.numpy()).tolist())
 
+    def _collectives(self) -> None:
+        """Compiled all-reduce and all-gather over the workers, run as the strategy's one local
+        replica. Our variables live outside the strategy's scope: it is used for its collectives
+        only, as DDP is in the torch backend, so the step and optimizers stay our own."""
+        strategy, device = self.strategy, self.device
+        assert strategy is not None
+
+        def collective(fn: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any) -> Any:
+                with tf.device(device):  # a collective needs its inputs placed: it sends from there
+                    placed = [tf.identity(a) for a in args]
+                    out = strategy.run(lambda *a: fn(tf.distribute.get_replica_context(), *a), args=placed)
+                return strategy.experimental_local_results(out)[0]
+
+            return call
+
+        mean, total = tf.distribute.ReduceOp.MEAN, tf.distribute.ReduceOp.SUM
+        self._all_mean = collective(lambda ctx, *g: ctx.all_reduce(mean, list(g)))  # inside the step
+        self._all_sum = tf.function(collective(lambda ctx, v: ctx.all_reduce(total, v)))
+        self._all_gather = tf.function(collective(lambda ctx, v: ctx.all_gather(v[None], axis=0)))
+
+    def _average(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+        """The gradients averaged over the workers, as DDP averages them in backward()."""
+        return grads if self.world_size == 1 else self._all_mean(*grads)
+
     def _reduce(self, sums: np.ndarray) -> np.ndarray:
-        """Sums over all workers: with one worker, its own (the strategy's sum goes here)."""
-        return sums
+        """Sums over all workers (a collective: every worker calls it)."""
+        return sums if self.world_size == 1 else self._all_sum(tf.constant(sums)).numpy()
+
+    def _gather(self, value: np.ndarray) -> list[np.ndarray]:
+        """Each worker's `value`, in rank order (a collective)."""
+        return [value] if self.world_size == 1 else list(self._all_gather(tf.constant(value)).numpy())
 
     def last_loss(self) -> float:
         return float(self._reduce(self._last_loss.numpy()))
@@ -242,7 +293,8 @@ class TFBackend:
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units."""
         x, y = self.splits[split]
-        out, y = self.outputs(x).astype(np.float64), y.numpy()
+        rows = share(int(y.shape[0]), self.rank, self.world_size)  # each worker scores its part
+        out, y = self.outputs(x[rows]).astype(np.float64), y[rows].numpy()
         if self.classification:
             shifted = out - out.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -286,7 +338,10 @@ class TFBackend:
             "learning_rates": list(self._lrs),
             "accumulated": [v.numpy() for v in self.accumulated],
             "loss_scale": [v.numpy() for v in self.loss_scale.variables] if self.loss_scale else [],
-            "ranks": [{"sums": self._sums.numpy(), "last_loss": self._last_loss.numpy()}],
+            "ranks": [
+                {"sums": sums, "last_loss": last}
+                for sums, last in zip(self._gather(self._sums.numpy()), self._gather(self._last_loss.numpy()))
+            ],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """Driver side of Ray Train: connect to (or start) Ray, check the scaling request against the
-cluster before any worker starts, and run the loop in a TorchTrainer that resumes its run."""
+cluster before any worker starts, and run the loop in a TorchTrainer or TensorflowTrainer that resumes its run."""
 
 from __future__ import annotations
 
@@ -83,6 +83,15 @@ def check_resources(scaling: ScalingConfig, streaming: bool = False) -> None:
         )
 
 
+def trainer_class(backend: str) -> type:
+    """TorchTrainer, or TensorflowTrainer for backend tensorflow (imported only then: it loads TF)."""
+    if backend == "tensorflow":
+        from ray.train.tensorflow import TensorflowTrainer
+
+        return TensorflowTrainer
+    return TorchTrainer
+
+
 def fit_with_ray(
     cfg: ExperimentConfig,
     run: RunFolder,
@@ -90,7 +99,9 @@ def fit_with_ray(
     start: Callable[[], str | None],
     stream: StreamedData | None = None,
 ) -> FitResult:
-    """Run the loop in a TorchTrainer; its run lives in run_dir/ray, so re-running resumes it.
+    """Run the loop in a TorchTrainer (TensorflowTrainer for backend tensorflow: it sets the
+    TF_CONFIG that MultiWorkerMirroredStrategy reads); its run lives in run_dir/ray, so re-running
+    resumes it.
     `start` (open the MLflow run, mark the folder running) is called once the cluster is checked.
     Streamed data goes to the workers as Ray Data datasets; Ray Train splits the train rows."""
     scaling = cfg.scaling
@@ -98,7 +109,7 @@ def fit_with_ray(
     check_resources(scaling, streaming=stream is not None)
     mlflow_run_id = start()
     datasets = split_datasets(stream) if stream is not None else None
-    trainer = TorchTrainer(
+    trainer = trainer_class(cfg.backend)(
         train_worker,
         train_loop_config={
             "experiment": cfg.model_dump(mode="json"),

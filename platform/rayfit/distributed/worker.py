@@ -30,8 +30,9 @@ def train_worker(config: dict[str, Any]) -> None:
     stream = config["stream"]
     if stream is not None:  # this rank's rows come from Ray Data
         stream.shard = ray.train.get_dataset_shard
+    device = ray.train.torch.get_device() if cfg.backend == "torch" else None  # TF picks its own
     session = Session(
-        cfg, run, rank=rank, device=ray.train.torch.get_device(),
+        cfg, run, rank=rank, device=device,
         epoch_functions=config["epoch_functions"], reporter=RayReport, in_process=False, data=stream,
     )
     if session.tracking is not None:
