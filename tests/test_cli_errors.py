@@ -156,6 +156,8 @@ CASES = [
          experiment={"schedule": {"name": "cosin"}, "tracking": {"enabled": True}}),
     Case("unsupported_tracking_uri", TRAIN, ["tracking.uri", "'nosuch://x'", "sqlite:///"],
          experiment={"tracking": {"enabled": True, "uri": "nosuch://x"}}),
+    Case("storage_uri_pyarrow_cannot_open", TRAIN, ["scaling.storage_path", "'nosuch://bucket'"],
+         experiment={"scaling": {"storage_path": "nosuch://bucket"}}),
     Case("tensorflow_streaming", TRAIN, ["data.streaming", "torch backend only"],
          experiment={"data": {"streaming": True}}, backends=("tensorflow",)),
     # ---------------------------------------------------------------- run folders and checkpoints

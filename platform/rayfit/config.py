@@ -208,6 +208,23 @@ class ScalingConfig(Section):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = Field(3, ge=-1, description="worker-group restarts from the last checkpoint")
     address: str | None = Field(None, description="Ray cluster address; default: RAY_ADDRESS or a local Ray")
+    storage_path: str | None = Field(
+        None,
+        description="where Ray Train keeps the checkpoints it restarts from: a folder every node "
+        "sees (NFS) or a URI pyarrow opens (s3://, gs://, file://); default: the run folder",
+    )
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_opens(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            import pyarrow.fs
+
+            try:
+                pyarrow.fs.FileSystem.from_uri(value)
+            except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError, OSError) as exc:
+                raise ValueError(f"pyarrow cannot open it ({str(exc).splitlines()[0]})") from None
+        return value
 
     @field_validator("num_workers")
     @classmethod

@@ -39,4 +39,5 @@ def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     tracking = cfg.tracking.model_copy(
         update={"storage": absolute(cfg.tracking.storage), "uri": absolute_tracking_uri(cfg.tracking.uri)}
     )
-    return cfg.model_copy(update={"data": data, "tracking": tracking})
+    scaling = cfg.scaling.model_copy(update={"storage_path": absolute(cfg.scaling.storage_path)})
+    return cfg.model_copy(update={"data": data, "tracking": tracking, "scaling": scaling})

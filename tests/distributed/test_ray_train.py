@@ -289,9 +289,10 @@ def test_streamed_parquet_trains_and_scores_exactly_the_test_rows(workers, ray_c
     rows the split rule puts in the test set: every rank scores all of them, none twice."""
     folder = write_parquet_data(workdir / "rows", rows=3000, features=8, classes=3, rows_per_file=1000)
     data = {"source": str(folder), "target": "label", "streaming": True, "shuffle_buffer": 500}
+    storage = f"file://{workdir / 'ray-storage'}"  # a pyarrow URI, as s3:// or gs:// would be
     path = write(workdir, "stream", data=data, trainer={"epochs": 1, "batch_size": 64},
-                 optimizer={"lr": 0.01},
-                 scaling={"num_workers": workers, "resources_per_worker": {"CPU": 0.5}})
+                 optimizer={"lr": 0.01}, scaling={"num_workers": workers, "storage_path": storage,
+                                                  "resources_per_worker": {"CPU": 0.5}})
     trainer = Trainer(path)
     result = trainer.fit()
 
@@ -308,6 +309,8 @@ def test_streamed_parquet_trains_and_scores_exactly_the_test_rows(workers, ray_c
     accuracy = float(np.mean(np.asarray(predicted) == test_rows["label"].to_numpy()))
     assert result.test_metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-12)
     assert accuracy > 0.8  # 3 classes: chance is 1/3
+    ray_checkpoints = list((workdir / "ray-storage" / "stream").glob("checkpoint_*-*"))
+    assert len(ray_checkpoints) == (1 if workers else 0)  # Ray Train's run went to the URI
 
 
 def test_losing_a_node_finishes_on_what_remains(workdir, monkeypatch):

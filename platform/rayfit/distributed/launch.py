@@ -26,6 +26,14 @@ log = logging.getLogger("rayfit")
 RAY_RUN_NAME = "ray"  # Ray Train's folder inside the run folder: a stable name, so a re-run resumes
 
 
+def ray_storage(cfg: ExperimentConfig, run: RunFolder) -> tuple[str, str]:
+    """(storage_path, name) of the Ray Train run: run_dir/ray by default, or NAME under
+    scaling.storage_path (a shared folder or a pyarrow URI). Both are stable: a re-run resumes."""
+    if cfg.scaling.storage_path:
+        return cfg.scaling.storage_path, cfg.name
+    return str(run.path), RAY_RUN_NAME
+
+
 def connect(scaling: ScalingConfig) -> None:
     """Join scaling.address (or RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray."""
     if ray.is_initialized():
@@ -100,7 +108,7 @@ def fit_with_ray(
     stream: StreamedData | None = None,
 ) -> FitResult:
     """Run the loop in a TorchTrainer (TensorflowTrainer for backend tensorflow: it sets the
-    TF_CONFIG that MultiWorkerMirroredStrategy reads); its run lives in run_dir/ray, so re-running
+    TF_CONFIG that MultiWorkerMirroredStrategy reads); its run keeps a stable name, so re-running
     resumes it.
     `start` (open the MLflow run, mark the folder running) is called once the cluster is checked.
     Streamed data goes to the workers as Ray Data datasets; Ray Train splits the train rows."""
@@ -109,6 +117,7 @@ def fit_with_ray(
     check_resources(scaling, streaming=stream is not None)
     mlflow_run_id = start()
     datasets = split_datasets(stream) if stream is not None else None
+    storage, name = ray_storage(cfg, run)
     trainer = trainer_class(cfg.backend)(
         train_worker,
         train_loop_config={
@@ -128,8 +137,8 @@ def fit_with_ray(
             placement_strategy=scaling.placement_strategy,
         ),
         run_config=ray.train.RunConfig(
-            name=RAY_RUN_NAME,
-            storage_path=str(run.path),
+            storage_path=storage,
+            name=name,
             failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             # Train's print patch tees rank 0's epoch lines to stdout and to its logger: each
