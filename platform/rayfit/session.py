@@ -79,18 +79,19 @@ class Session:
                 f"is larger than the {self.data.train_rows} training rows"
             )
         self.data_info = self.data.info.to_dict()
-        ck = cfg.checkpoint
-        self.checkpointing = Checkpointing(
-            run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
-            ck.monitor, ck.mode, ck.on_exception, writer=rank == 0,
-            extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
-                   "ray_version": RAY_VERSION},
-        )
         writer = rank == 0
         self.tracking = (
             MlflowTracking(tracking_uri(cfg), cfg.tracking.system_metrics_s)
             if cfg.tracking.enabled and writer
             else None
+        )
+        ck = cfg.checkpoint
+        self.checkpointing = Checkpointing(
+            run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
+            ck.monitor, ck.mode, ck.on_exception, writer=writer,
+            extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
+                   "ray_version": RAY_VERSION},
+            flush=self.tracking.wait_for_epoch_metrics if self.tracking is not None else None,
         )
         extra = [reporter(self.checkpointing)] if reporter else []  # runs right after each save
         callbacks = self._callbacks(epoch_functions or [], extra, in_process)

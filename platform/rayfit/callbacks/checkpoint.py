@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Checkpointing(Callback):
         on_exception: bool = True,
         extra: dict[str, Any] | None = None,
         writer: bool = True,
+        flush: Callable[[], None] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.every_epochs, self.every_steps = every_epochs, every_steps
@@ -80,6 +82,9 @@ class Checkpointing(Callback):
         # the writer, writes it; `last_saved` tells a reporter what was saved at which step.
         self.writer = writer
         self.index = CheckpointIndex(self.folder)
+        # Called before a checkpoint is recorded: what was logged for the epochs it holds (MLflow's
+        # asynchronous writes) must be stored first, or a kill right after would lose it for good.
+        self.flush = flush
         self.last_saved: tuple[int, Path | None] | None = None
 
     def on_batch_end(self, loop: EpochLoop) -> None:
@@ -120,6 +125,8 @@ class Checkpointing(Callback):
         self.last_saved = (state.step, path)
         if path is None:
             return
+        if self.flush is not None:
+            self.flush()
         entries = [e for e in self.index.entries if e.file != name]
         self.index.entries = entries + [Entry(name, state.epoch, state.step, metric)]
         keep = {e.file for e in self.index.entries[-self.keep_last :]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -80,6 +81,7 @@ class MlflowTracking(Callback):
         self.uri, self.run_id = uri, ""
         self.system_metrics_s = system_metrics_s
         self._monitor: SystemMetricsMonitor | None = None
+        self._pending: Any = None  # the last epoch's asynchronous write
 
     def attach(self, run_id: str) -> None:
         """Log into `run_id` (opened by the driver). Creating a client opens the store, which is
@@ -102,7 +104,13 @@ class MlflowTracking(Callback):
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
         values = metric_list(metrics, step=loop.state.epoch)
-        self.client.log_batch(self.run_id, metrics=values, synchronous=False)
+        self._pending = self.client.log_batch(self.run_id, metrics=values, synchronous=False)
+
+    def wait_for_epoch_metrics(self) -> None:
+        """Wait until the epoch metrics logged so far are in the store."""
+        if self._pending is not None:
+            self._pending.wait()
+            self._pending = None
 
     def finish(
         self, test_metrics: dict[str, float], files: list[tuple[Path, str]], status: str = "FINISHED") -> None:
