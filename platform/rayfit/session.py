@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 import yaml
 
 from rayfit.backends import build_backend, exported_model
@@ -64,7 +63,7 @@ class Session:
         run: RunFolder,
         *,
         rank: int = 0,
-        device: torch.device | None = None,
+        device: Any = None,  # the backend's own: a torch.device, or a TF device string
         epoch_functions: list[EpochFn] | None = None,
         reporter: Callable[[Checkpointing], Callback] | None = None,
         in_process: bool = True,

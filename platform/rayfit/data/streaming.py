@@ -47,6 +47,12 @@ class RowRules:
     test_fraction: float = 0.0
     only: str | None = None  # every row goes to this split (a val_source or test_source)
 
+    def holds(self, split: str) -> bool:
+        """Whether this source has rows of `split`."""
+        if self.only is not None:
+            return self.only == split
+        return {"train": 1.0, "val": self.val_fraction, "test": self.test_fraction}[split] > 0
+
     def clean(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.Series]:
         """Numeric features (float64) and the target, after the missing-value policy."""
         x = prepare_features(frame, self.features, [], source)
@@ -86,11 +92,7 @@ class StreamedData:
 
     def sources_of(self, split: str) -> list[str]:
         """The sources that hold rows of `split`."""
-        return [s for s, r in self.rules.items() if r.only == split or (r.only is None and _has(r, split))]
-
-
-def _has(rules: RowRules, split: str) -> bool:
-    return split == "train" or (rules.val_fraction if split == "val" else rules.test_fraction) > 0
+        return [source for source, rules in self.rules.items() if rules.holds(split)]
 
 
 def source_files(source: str) -> tuple[list[str], str]:
