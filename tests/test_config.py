@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rayfit.config import load_experiment
+from rayfit.config import ScalingConfig, load_experiment
 from rayfit.errors import ConfigError
 
 
@@ -25,7 +25,25 @@ def test_overrides_are_typed_and_create_sections(make_experiment):
 def test_name_defaults_to_the_file_stem(workdir):
     (workdir / "my_exp.yaml").write_text("data: {source: 'sklearn:iris'}\n")
     cfg = load_experiment(workdir / "my_exp.yaml")
-    assert cfg.name == "my_exp" and cfg.optimizer.name == "adam" and cfg.scaling.num_workers == 1
+    assert cfg.name == "my_exp" and cfg.optimizer.name == "adam" and cfg.scaling.num_workers == "auto"
+
+
+@pytest.mark.parametrize(
+    "scaling, env, workers",
+    [
+        ({}, {}, 0),  # a laptop: in this process
+        ({}, {"RAY_ADDRESS": "ray://head:10001"}, 1),  # under `ray job submit`: Ray Train
+        ({"address": "127.0.0.1:6379"}, {}, 1),
+        ({"use_gpu": True}, {}, 1),
+        ({"num_workers": 1}, {}, 1),  # an explicit count is kept
+    ],
+)
+def test_auto_workers_use_ray_train_only_when_there_is_a_cluster_or_gpu(scaling, env, workers, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    resolved = ScalingConfig(**scaling).resolved()
+    assert resolved.num_workers == workers and resolved.distributed == (workers > 0)
 
 
 @pytest.mark.parametrize(

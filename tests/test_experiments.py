@@ -25,7 +25,7 @@ EXPERIMENTS = REPO / "experiments"
 
 def train(capsys: pytest.CaptureFixture[str], experiment: Path, *overrides: str) -> dict:
     """`rayfit train EXPERIMENT --local --set ...` (in-process); the JSON summary it prints at the end."""
-    args = ["train", str(experiment), "--local"]
+    args = ["train", str(experiment), "--local", "--json"]
     for item in overrides:
         args += ["--set", item]
     code = main(args)

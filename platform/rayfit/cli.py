@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="require a checkpoint to resume from")
     train.add_argument("--local", action="store_true",
                        help="train in this process, without Ray (scaling.num_workers=0)")
+    train.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
 
     submit = commands.add_parser("submit", help="run `rayfit train` as a job on a Ray cluster")
     submit.add_argument("experiment", help="experiment file, relative to the working directory")
@@ -56,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
     from rayfit.loop import TrainingFailed
     from rayfit.run_folder import RunFinished
+    from rayfit.summary import summary_lines
     from rayfit.trainer import Trainer
 
+    started = time.monotonic()
     overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
     trainer = Trainer(args.experiment, overrides, resume=args.resume)
     try:
@@ -72,11 +77,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise
         print(f"error: training failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if result.interrupted:
-        print(f"paused ({result.stop_reason}); run the same command again to resume", file=sys.stderr)
-        return 128 + (2 if "SIGINT" in (result.stop_reason or "") else 15)
-    print(json.dumps({"run_dir": str(result.run_dir), "stop_reason": result.stop_reason,
-                      **result.test_metrics}, indent=1))
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), "status": result.status,
+                          "stop_reason": result.stop_reason, **result.test_metrics}, indent=1))
+    else:
+        print("\n".join(summary_lines(result, trainer.config, time.monotonic() - started)))
+    reason = result.stop_reason or ""
+    if result.interrupted and "received SIG" in reason:  # the shell's convention for a signal
+        return 128 + (2 if "SIGINT" in reason else 15)
     return 0
 
 

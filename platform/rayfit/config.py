@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,7 +203,12 @@ class ScalingConfig(Section):
     """Where the loop runs: 0 workers trains in this process; 1 or more run it in Ray Train
     workers (a (min, max) pair makes the group elastic)."""
 
-    num_workers: int | tuple[int, int] = Field(1, description="0 = in-process; [min, max] = elastic")
+    num_workers: int | tuple[int, int] | Literal["auto"] = Field(
+        "auto",
+        description="auto = in this process, or 1 Ray Train worker when there is a cluster to use "
+        "(scaling.address, RAY_ADDRESS as under `ray job submit`) or use_gpu; 0 = in-process; "
+        "N = N Ray Train workers; [min, max] = elastic",
+    )
     use_gpu: bool = False
     resources_per_worker: dict[str, float] | None = None
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
@@ -228,11 +234,21 @@ class ScalingConfig(Section):
 
     @field_validator("num_workers")
     @classmethod
-    def _workers_make_sense(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+    def _workers_make_sense(cls, value: int | tuple[int, int] | str) -> int | tuple[int, int] | str:
+        if value == "auto":
+            return value
         low, high = value if isinstance(value, tuple) else (value, value)
         if low < 0 or high < low or (isinstance(value, tuple) and low < 1):
             raise ValueError("expected 0 or more workers, or [min, max] with 1 <= min <= max")
         return value
+
+    def resolved(self) -> "ScalingConfig":
+        """num_workers 'auto' made concrete: Ray Train (1 worker) only when there is something to
+        distribute to or recover on (a cluster address, RAY_ADDRESS, a GPU per worker)."""
+        if self.num_workers != "auto":
+            return self
+        cluster = self.address or os.environ.get("RAY_ADDRESS") or self.use_gpu
+        return self.model_copy(update={"num_workers": 1 if cluster else 0})
 
     @property
     def distributed(self) -> bool:
@@ -240,7 +256,10 @@ class ScalingConfig(Section):
 
     @property
     def max_workers(self) -> int:
-        return self.num_workers[1] if isinstance(self.num_workers, tuple) else self.num_workers
+        workers = self.num_workers
+        if workers == "auto":
+            raise ValueError("scaling.num_workers 'auto' is resolved by ScalingConfig.resolved() first")
+        return workers[1] if isinstance(workers, tuple) else workers
 
 
 class ExperimentConfig(Section):

@@ -33,11 +33,12 @@ def absolute_tracking_uri(uri: str | None) -> str:
 
 
 def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config every process of the run uses: absolute paths, num_workers 'auto' decided here."""
     data = cfg.data.model_copy(
         update={key: absolute(getattr(cfg.data, key)) for key in ("source", "val_source", "test_source")}
     )
     tracking = cfg.tracking.model_copy(
         update={"storage": absolute(cfg.tracking.storage), "uri": absolute_tracking_uri(cfg.tracking.uri)}
     )
-    scaling = cfg.scaling.model_copy(update={"storage_path": absolute(cfg.scaling.storage_path)})
+    scaling = cfg.scaling.resolved().model_copy(update={"storage_path": absolute(cfg.scaling.storage_path)})
     return cfg.model_copy(update={"data": data, "tracking": tracking, "scaling": scaling})

@@ -72,9 +72,10 @@ class RunFolder:
                 f"{wanted.get(key)!r}; choose another run name (--set name=...) to train anew"
             )
         status = self.status()
-        if status.get("status") == "finished":
+        if status.get("status") in ("finished", "cancelled"):
+            ended = "already finished" if status["status"] == "finished" else "was cancelled"
             raise RunFinished(
-                f"run {cfg.name!r} already finished ({status.get('stop_reason')}); its outputs are in "
+                f"run {cfg.name!r} {ended} ({status.get('stop_reason')}); its outputs are in "
                 f"{self.path}. Nothing was changed; use --set name=... to train anew"
             )
 

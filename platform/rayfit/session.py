@@ -17,17 +17,19 @@ import yaml
 from rayfit.backends import build_backend, exported_model
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.callbacks.early_stopping import EarlyStopping
-from rayfit.callbacks.epoch_hook import EpochFn, EpochHook
+from rayfit.callbacks.control import ControlRequests
+from rayfit.callbacks.event_stream import EventStream
 from rayfit.callbacks.history_logger import HistoryLogger
 from rayfit.callbacks.lr_schedule import LRScheduler, total_positions
-from rayfit.callbacks.mlflow_tracking import MlflowTracking, tracking_uri
+from rayfit.callbacks.mlflow_tracking import MlflowTracking, open_mlflow_run, tracking_uri
 from rayfit.callbacks.nan_guard import NanGuard
-from rayfit.callbacks.progress import ProgressBar
 from rayfit.callbacks.signals import GracefulStop
 from rayfit.config import ExperimentConfig
+from rayfit.control import RunControl
 from rayfit.data import Prepared, load_dataset
 from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
+from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
@@ -47,14 +49,22 @@ class FitResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_dir: Path | None = None
     mlflow_run_id: str | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # paused: the same command resumes it
+    cancelled: bool = False  # stopped on request: checkpoints kept, nothing exported
+
+    @property
+    def status(self) -> str:
+        return "paused" if self.interrupted else "cancelled" if self.cancelled else "finished"
 
 
 class Session:
     """Builds everything a run needs from its config; constructing one validates config and data
-    (loaded here, or `data` planned for streaming by the caller).
+    (loaded here, or `data` planned for streaming by the caller). `fit()` is the run sequence that
+    every caller uses: in this process, in each Ray Train worker, in a sweep's trial.
 
-    `rank` 0 writes (checkpoints, history, MLflow, progress, the exported model); every rank trains.
+    `rank` 0 writes (checkpoints, history, MLflow, events, the exported model) and reads the control
+    channel; every rank trains. `callbacks` are the user's, run in the loop on every rank; `sinks`
+    receive rank 0's events in this process (a caller whose loop runs elsewhere follows events.jsonl).
     """
 
     def __init__(
@@ -64,10 +74,12 @@ class Session:
         *,
         rank: int = 0,
         device: Any = None,  # the backend's own: a torch.device, or a TF device string
-        epoch_functions: list[EpochFn] | None = None,
         reporter: Callable[[Checkpointing], Callback] | None = None,
-        in_process: bool = True,
         data: Prepared | StreamedData | None = None,
+        callbacks: list[Callback] | None = None,
+        sinks: list[Sink] | None = None,
+        control: RunControl | None = None,
+        signals: bool = False,
     ) -> None:
         self.cfg, self.run, self.rank = cfg, run, rank
         self.data = data if data is not None else load_dataset(cfg.data, cfg.trainer.seed)
@@ -92,20 +104,22 @@ class Session:
                    "ray_version": RAY_VERSION},
             flush=self.tracking.wait_for_epoch_metrics if self.tracking is not None else None,
         )
+        self.control = (control or RunControl(run.path)) if writer else None
+        self.events = EventLog(run.path, sinks) if writer else None
         extra = [reporter(self.checkpointing)] if reporter else []  # runs right after each save
-        callbacks = self._callbacks(epoch_functions or [], extra, in_process)
-        self.loop = EpochLoop(self.backend, callbacks, cfg.trainer.epochs)
+        features = self._callbacks(extra, signals)
+        self.loop = EpochLoop(self.backend, features + list(callbacks or []), cfg.trainer.epochs)
 
-    def _callbacks(
-        self, epoch_functions: list[EpochFn], extra: list[Callback], in_process: bool
-    ) -> list[Callback]:
+    def _callbacks(self, extra: list[Callback], signals: bool) -> list[Callback]:
         """The loop's features in the order they must run at each event."""
-        cfg, backend, writer = self.cfg, self.backend, self.rank == 0
+        cfg, backend = self.cfg, self.backend
         positions = total_positions(
             cfg.schedule.interval, cfg.trainer.epochs, backend.batches_per_epoch, cfg.trainer.accumulate
         )
         schedules = [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
-        callbacks: list[Callback] = [GracefulStop()] if in_process else []
+        callbacks: list[Callback] = [ControlRequests(self.control, backend.world_size)]
+        if signals and self.control is not None:
+            callbacks.append(GracefulStop(self.control))
         callbacks += [LRScheduler(schedules, cfg.schedule.interval, cfg.trainer.accumulate), NanGuard()]
         es = cfg.early_stopping
         if es.enabled:
@@ -117,14 +131,13 @@ class Session:
             )
         # History and MLflow log an epoch before its checkpoint: a kill between the two makes the
         # resumed run log that epoch again (same values) rather than never.
-        if writer:
+        if self.rank == 0:
             callbacks.append(HistoryLogger(self.run.path))
         if self.tracking is not None:
             callbacks.append(self.tracking)
         callbacks += [self.checkpointing, *extra]
-        if writer:
-            progress = cfg.trainer.progress if in_process else "log"  # workers have no terminal
-            callbacks += [ProgressBar(progress), EpochHook(epoch_functions)]
+        if self.events is not None:
+            callbacks.append(EventStream(self.events, cfg.name))
         return callbacks
 
     def restore(self, path: Path) -> None:
@@ -138,6 +151,27 @@ class Session:
             )
         log.info("resumed %s from %s", self.cfg.name, path.name)
 
+    def fit(self, checkpoint: Path | None = None, on_start: Callable[[Session], None] | None = None) -> FitResult:
+        """The run sequence: restore from `checkpoint`, attach MLflow (the run's own MLflow run, found
+        again by its folder), mark the folder running (rank 0), train, then finish, pause or cancel."""
+        if checkpoint is not None:
+            self.restore(checkpoint)  # a corrupt file fails here, before anything is written
+        run_id = None
+        if self.tracking is not None:
+            run_id = open_mlflow_run(self.cfg, self.run.path)
+            self.tracking.attach(run_id)
+        if self.rank == 0:
+            self.run.start(self.cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
+        if on_start is not None:
+            on_start(self)
+        state = self.train()
+        result = self.conclude(state)
+        result.mlflow_run_id = run_id
+        if self.events is not None:
+            self.events.emit("end", status=result.status, stop_reason=result.stop_reason,
+                             test_metrics=result.test_metrics)
+        return result
+
     def train(self) -> LoopState:
         """Run the loop; a failed run (NaN) is recorded in run.json before the error goes up."""
         try:
@@ -145,7 +179,19 @@ class Session:
         except TrainingFailed as exc:
             if self.rank == 0:
                 self.run.update(self.run.status() | {"status": "failed", "stop_reason": str(exc)})
+                if self.events is not None:
+                    self.events.emit("end", status="failed", stop_reason=str(exc), test_metrics={})
             raise
+
+    def conclude(self, state: LoopState) -> FitResult:
+        """A paused or cancelled run is marked so in run.json (checkpoints kept); else finish it."""
+        if not (state.interrupted or state.cancelled):
+            return self.finish(state)
+        result = FitResult(self.run.path, state.history, state.stop_reason,
+                           interrupted=state.interrupted, cancelled=state.cancelled)
+        if self.rank == 0:
+            self.run.update(self.run.status() | {"status": result.status, "stop_reason": state.stop_reason})
+        return result
 
     def finish(self, state: LoopState) -> FitResult:
         """Test metrics (every rank takes part), then on rank 0 the export, plot and MLflow close."""
@@ -156,7 +202,6 @@ class Session:
         result.model_dir = self._export()
         plot = plot_history(state.history, self.run.path / "plots" / "curves.png")
         if self.tracking is not None:
-            result.mlflow_run_id = self.tracking.run_id
             self._close_tracking(plot, result.test_metrics)
         self.run.finish(stop_reason=state.stop_reason, test_metrics=result.test_metrics)
         return result
@@ -197,4 +242,5 @@ def result_from_folder(run: RunFolder) -> FitResult:
     return FitResult(
         run.path, history, status.get("stop_reason"), status.get("test_metrics") or {},
         run.model_dir if exported_model(run.model_dir) else None, status.get("mlflow_run_id"),
+        interrupted=status.get("status") == "paused", cancelled=status.get("status") == "cancelled",
     )

@@ -1,87 +1,97 @@
-"""Trainer: the Python API. Checks the input, opens the run folder and the MLflow run, then runs
-the loop in this process (`scaling.num_workers: 0`) or in Ray Train workers (1 or more)."""
+"""Trainer: the Python API. Checks the input, then runs the loop in this process or in Ray Train
+workers, streams its events to this process's sinks, and can pause or cancel it from any thread."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rayfit.backends import driver_device
 from rayfit.callbacks.checkpoint import CheckpointIndex
-from rayfit.callbacks.epoch_hook import EpochFn
-from rayfit.callbacks.mlflow_tracking import open_mlflow_run
 from rayfit.config import ExperimentConfig, load_experiment
+from rayfit.control import RunControl
 from rayfit.data.streaming import StreamedData, plan_stream
 from rayfit.errors import CheckpointError
+from rayfit.events import Event, Sink, epoch_sink
+from rayfit.loop import Callback
 from rayfit.paths import resolve_paths
+from rayfit.progress import ProgressDisplay
 from rayfit.run_folder import RunFolder
-from rayfit.session import RAY_VERSION, FitResult, Session
+from rayfit.session import FitResult, Session
 
 __all__ = ["FitResult", "Trainer"]
 
 
 class Trainer:
-    """`Trainer(config).fit()` trains one experiment; re-running it resumes an unfinished run."""
+    """`Trainer(config).fit()` trains one experiment; re-running it resumes an unfinished run.
+
+    `callbacks`: `rayfit.loop.Callback` objects run inside the loop, on every rank: in this process
+    when it trains here, in each Ray Train worker otherwise (so they must be picklable).
+    `register_progress_callback` and `register_event_callback` functions run in THIS process, fed by
+    the run's event stream wherever the loop runs. `pause()`/`cancel()` may be called from any thread
+    while `fit()` runs (or from another process: `rayfit.control.RunControl(run_dir).request(...)`).
+    """
 
     def __init__(
         self,
         config: ExperimentConfig | str | Path,
         overrides: list[str] | None = None,
         resume: bool = False,
+        callbacks: list[Callback] | None = None,
+        progress: bool = True,
     ) -> None:
         cfg = config if isinstance(config, ExperimentConfig) else load_experiment(config, overrides)
         # Workers run elsewhere (another folder, another node): every path is made absolute here.
         self.config = resolve_paths(cfg)
         self.resume = resume
-        self._epoch_functions: list[EpochFn] = []
+        self.callbacks = list(callbacks or [])
+        self.run = RunFolder.for_config(self.config)
+        self.control = RunControl(self.run.path)
+        self.display = ProgressDisplay(self.config.trainer.progress) if progress else None
+        self._sinks: list[Sink] = []
 
-    def register_progress_callback(self, fn: EpochFn) -> None:
-        """Call `fn(epoch, metrics)` after each epoch, with plain float metrics (on the process
-        that runs rank 0: with Ray Train, a worker, so `fn` must be picklable)."""
-        self._epoch_functions.append(fn)
+    def register_progress_callback(self, fn: Callable[[int, dict[str, float]], None]) -> None:
+        """Call `fn(epoch, metrics)` in this process after each epoch, with plain float metrics."""
+        self._sinks.append(epoch_sink(fn))
+
+    def register_event_callback(self, fn: Callable[[Event], None]) -> None:
+        """Call `fn(event)` in this process for every event: start, batch (a few a second), epoch, end."""
+        self._sinks.append(fn)
+
+    def pause(self) -> None:
+        """Checkpoint at the next batch boundary and stop; `fit()` returns `interrupted=True`."""
+        self.control.request("pause", "pause requested")
+
+    def cancel(self) -> None:
+        """Stop at the next batch boundary for good; checkpoints are kept, nothing is exported."""
+        self.control.request("cancel", "cancel requested")
 
     def fit(self) -> FitResult:
-        cfg = self.config
-        run = RunFolder.for_config(cfg)
+        cfg, run = self.config, self.run
         run.check_resumable(cfg)
         latest = CheckpointIndex(run.checkpoints).latest
         if self.resume and latest is None:
             raise CheckpointError(f"{run.path}: --resume was given but there is no checkpoint to resume")
+        sinks = ([self.display] if self.display is not None else []) + self._sinks
         # Building the session checks data, model, optimizer and schedule before anything is written
         # (on torch's meta device when workers train: no memory used, and the driver may have no GPU).
         device = driver_device(cfg) if cfg.scaling.distributed else None
         # Streamed data is checked and its statistics fitted here, in one pass over the files.
         data = plan_stream(cfg.data, cfg.trainer.seed) if cfg.data.streaming else None
-        session = Session(cfg, run, epoch_functions=self._epoch_functions, device=device, data=data)
-        if not cfg.scaling.distributed:
-            if data is not None:
-                stream_here(cfg, data)
-            return self._fit_here(session, run, latest)
-        from rayfit.distributed.launch import fit_with_ray
+        session = Session(cfg, run, device=device, data=data, callbacks=self.callbacks, sinks=sinks,
+                          control=self.control, signals=True)
+        try:
+            if not cfg.scaling.distributed:
+                if data is not None:
+                    stream_here(cfg, data)
+                return session.fit(latest)
+            from rayfit.distributed.launch import fit_with_ray
 
-        del session  # the workers build their own
-
-        def start() -> str | None:
-            """After the cluster has been checked: open the MLflow run and mark the folder running."""
-            run_id = open_mlflow_run(cfg, run.path) if cfg.tracking.enabled else None
-            run.start(cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
-            return run_id
-
-        return fit_with_ray(cfg, run, self._epoch_functions, start, stream=data)
-
-    @staticmethod
-    def _fit_here(session: Session, run: RunFolder, latest: Path | None) -> FitResult:
-        """The in-process path: resume from the run folder's latest checkpoint, train, finish."""
-        if latest is not None:
-            session.restore(latest)  # a corrupt file fails here, before anything is written
-        run_id = None
-        if session.tracking is not None:
-            run_id = open_mlflow_run(session.cfg, run.path)
-            session.tracking.attach(run_id)
-        run.start(session.cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
-        state = session.train()
-        if state.interrupted:
-            return FitResult(run.path, state.history, state.stop_reason, mlflow_run_id=run_id, interrupted=True)
-        return session.finish(state)
+            del session  # the workers build their own
+            return fit_with_ray(cfg, run, sinks, self.callbacks, self.control, stream=data)
+        finally:
+            if self.display is not None:
+                self.display.close()
 
 
 def stream_here(cfg: ExperimentConfig, data: StreamedData) -> None:

@@ -279,6 +279,10 @@ class TFBackend:
         """Sums over all workers (a collective: every worker calls it)."""
         return sums if self.world_size == 1 else self._all_sum(tf.constant(sums)).numpy()
 
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        """`values` summed over the workers (a collective: every worker calls it)."""
+        return self._reduce(np.asarray(values, dtype=np.float64)).tolist()
+
     def _gather(self, value: np.ndarray) -> list[np.ndarray]:
         """Each worker's `value`, in rank order (a collective)."""
         return [value] if self.world_size == 1 else list(self._all_gather(tf.constant(value)).numpy())

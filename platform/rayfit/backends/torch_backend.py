@@ -173,6 +173,12 @@ class TorchBackend:
         """The last batch's loss; summed over ranks, so a NaN on any rank is seen by all."""
         return self._all_reduce(self._last_loss).item() if self.world_size > 1 else self._last_loss.item()
 
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        """`values` summed over the ranks (a collective: every rank calls it; free with one rank)."""
+        if self.world_size == 1:
+            return list(values)
+        return self._all_reduce(torch.tensor(values, dtype=torch.float64, device=self.device)).tolist()
+
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
             tensor = tensor.clone()

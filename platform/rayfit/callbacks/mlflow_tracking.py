@@ -128,7 +128,8 @@ class MlflowTracking(Callback):
         mlflow.flush_async_logging()
 
     def on_train_end(self, loop: EpochLoop) -> None:
-        if loop.state.interrupted or loop.state.failed:  # a paused run is RUNNING again on resume
+        state = loop.state
+        if state.interrupted or state.failed or state.cancelled:  # a paused run is RUNNING again on resume
             self.flush()
             self.client.set_terminated(self.run_id, status="FAILED" if loop.state.failed else "KILLED")
 

@@ -1,41 +1,55 @@
-"""SIGTERM/SIGINT pause the run at the next batch boundary, so a checkpoint can be written.
-
-A second SIGINT falls through to Python's default and interrupts at once.
+"""SIGTERM/SIGINT ask the run to pause at the next batch boundary, through its control channel,
+so a checkpoint is written. A second signal falls through to Python's default and stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+from rayfit.control import RunControl
 from rayfit.loop import Callback, EpochLoop
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def signals_pause(control: RunControl, persist: bool) -> Iterator[None]:
+    """While inside, the first SIGTERM/SIGINT requests a pause (`persist`: through the run folder,
+    for a loop that runs in other processes). Only the main thread can install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: Any) -> None:
+        signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+        control.request("pause", f"received {signal.Signals(signum).name}", persist=persist)
+
+    for sig in SIGNALS:
+        previous[sig] = signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class GracefulStop(Callback):
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    """Signals pause an in-process run for as long as it trains."""
 
-    def __init__(self) -> None:
-        self._previous: dict[int, Any] = {}
+    def __init__(self, control: RunControl) -> None:
+        self.control = control
+        self._handlers = contextlib.ExitStack()
 
     def on_train_begin(self, loop: EpochLoop) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be installed from the main thread
-
-        def handle(signum: int, frame: Any) -> None:
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            loop.state.interrupt(f"received {signal.Signals(signum).name}")
-
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, handle)
+        self._handlers.enter_context(signals_pause(self.control, persist=False))
 
     def on_train_end(self, loop: EpochLoop) -> None:
-        self._restore()
+        self._handlers.close()
 
     def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+        self._handlers.close()

@@ -6,19 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from rayfit.callbacks.epoch_hook import EpochFn
+from rayfit.callbacks.signals import signals_pause
 from rayfit.config import ExperimentConfig, ScalingConfig
+from rayfit.control import RunControl
 from rayfit.data.ray_feed import split_datasets
 from rayfit.data.streaming import StreamedData
 from rayfit.distributed.worker import train_worker
 from rayfit.errors import ConfigError
-from rayfit.loop import TrainingFailed
+from rayfit.events import Sink, follow
+from rayfit.loop import Callback, TrainingFailed
 from rayfit.run_folder import RunFolder
 from rayfit.session import FitResult, result_from_folder
 
@@ -35,7 +36,9 @@ def ray_storage(cfg: ExperimentConfig, run: RunFolder) -> tuple[str, str]:
 
 
 def connect(scaling: ScalingConfig) -> None:
-    """Join scaling.address (or RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray."""
+    """Join scaling.address (or RAY_ADDRESS, as `ray job submit` sets it); with neither, join the
+    cluster `ray start` recorded if it answers, else start a local Ray. Ray's own INFO lines (its
+    workers' and Train controller's) stay off unless RAYFIT_VERBOSE=1 (`rayfit -v`)."""
     if ray.is_initialized():
         return
     # Ray Data logs each pass over the data at INFO, 12 lines a time; a local Ray's processes
@@ -44,10 +47,34 @@ def connect(scaling: ScalingConfig) -> None:
     address = scaling.address or os.environ.get("RAY_ADDRESS")
     if address and address not in ("auto", "local"):
         check_reachable(address)
+    elif not address:
+        address = recorded_cluster()
+    verbose = os.environ.get("RAYFIT_VERBOSE") == "1"
+    if not verbose:  # said once per local Ray start, about Ray's defaults, not about this run
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+        ray.init(
+            address=address, log_to_driver=True, configure_logging=False,
+            logging_config=None if verbose else ray.LoggingConfig(encoding="TEXT", log_level="WARNING"),
+        )
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
         raise ConfigError(f"scaling.address: cannot connect to Ray at {address!r} ({exc})") from exc
+
+
+def recorded_cluster(timeout_s: float = 3.0) -> str:
+    """The cluster `ray start` recorded (Ray's own ray.init() would wait on it however dead it is),
+    if it answers within `timeout_s`; else "local", a new local Ray, said in one line."""
+    from ray._private.services import find_bootstrap_address  # Ray's reader of its record file
+
+    recorded = find_bootstrap_address(None)
+    if not recorded:
+        return "local"
+    try:
+        check_reachable(recorded, timeout_s)
+    except ConfigError:
+        log.warning("the Ray cluster recorded at %s does not answer; starting a local Ray", recorded)
+        return "local"
+    return recorded
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -103,19 +130,19 @@ def trainer_class(backend: str) -> type:
 def fit_with_ray(
     cfg: ExperimentConfig,
     run: RunFolder,
-    epoch_functions: list[EpochFn],
-    start: Callable[[], str | None],
+    sinks: list[Sink],
+    callbacks: list[Callback],
+    control: RunControl,
     stream: StreamedData | None = None,
 ) -> FitResult:
     """Run the loop in a TorchTrainer (TensorflowTrainer for backend tensorflow: it sets the
     TF_CONFIG that MultiWorkerMirroredStrategy reads); its run keeps a stable name, so re-running
-    resumes it.
-    `start` (open the MLflow run, mark the folder running) is called once the cluster is checked.
-    Streamed data goes to the workers as Ray Data datasets; Ray Train splits the train rows."""
+    resumes it. Rank 0's events reach `sinks` here; SIGTERM/SIGINT here pause the workers through
+    the control channel. Streamed data goes to the workers as Ray Data datasets; Ray Train splits
+    the train rows."""
     scaling = cfg.scaling
     connect(scaling)
     check_resources(scaling, streaming=stream is not None)
-    mlflow_run_id = start()
     datasets = split_datasets(stream) if stream is not None else None
     storage, name = ray_storage(cfg, run)
     trainer = trainer_class(cfg.backend)(
@@ -123,8 +150,7 @@ def fit_with_ray(
         train_loop_config={
             "experiment": cfg.model_dump(mode="json"),
             "run_dir": str(run.path),
-            "mlflow_run_id": mlflow_run_id,
-            "epoch_functions": epoch_functions,
+            "callbacks": callbacks,
             "stream": stream,
         },
         datasets=datasets,
@@ -141,15 +167,16 @@ def fit_with_ray(
             name=name,
             failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            # Train's print patch tees rank 0's epoch lines to stdout and to its logger: each
-            # line would show twice in the driver's output.
+            # Train's print patch tees rank 0's lines to stdout and to its logger: each line would
+            # show twice in the driver's output.
             worker_runtime_env={
                 "env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING"}
             },
         ),
     )
     try:
-        trainer.fit()
+        with follow(run.path, sinks), signals_pause(control, persist=True):
+            trainer.fit()
     except ray.train.TrainingFailedError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingFailed(f"Ray Train stopped after {scaling.max_failures} restart(s): {first}") from exc

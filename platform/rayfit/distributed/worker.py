@@ -20,7 +20,7 @@ log = logging.getLogger("rayfit")
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Build the rank's session, restore Ray's latest checkpoint if any, train, finish.
+    """Build the rank's session, restore Ray's latest checkpoint if any, and run it.
 
     A failed run (NaN) is recorded in run.json and returns normally: Ray would otherwise restart
     the group and fail the same way max_failures times."""
@@ -32,27 +32,21 @@ def train_worker(config: dict[str, Any]) -> None:
         stream.shard = ray.train.get_dataset_shard
     device = ray.train.torch.get_device() if cfg.backend == "torch" else None  # TF picks its own
     session = Session(
-        cfg, run, rank=rank, device=device,
-        epoch_functions=config["epoch_functions"], reporter=RayReport, in_process=False, data=stream,
+        cfg, run, rank=rank, device=device, reporter=RayReport, data=stream, callbacks=config["callbacks"],
     )
-    if session.tracking is not None:
-        session.tracking.attach(config["mlflow_run_id"])
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             session.restore(Path(folder) / (CHECKPOINT_STEM + session.backend.checkpoint_suffix))
-    if rank == 0:  # run.json keeps each start of the worker group: restarts and resizes show there
-        record_attempt(run, session)
     try:
-        state = session.train()
+        session.fit(on_start=record_attempt if rank == 0 else None)
     except TrainingFailed:
         return
-    session.finish(state)
 
 
-def record_attempt(run: RunFolder, session: Session) -> None:
+def record_attempt(session: Session) -> None:
     """Append this start of the group (workers, where it starts from) to run.json's attempts."""
-    state, world = session.loop.state, session.backend.world_size
+    run, state, world = session.run, session.loop.state, session.backend.world_size
     attempt = {"workers": world, "epoch": state.epoch, "step": state.step, "time": time.time()}
     status = run.status()
     attempts = status.get("attempts", []) + [attempt]

@@ -43,6 +43,7 @@ class Backend(Protocol):
     def learning_rates(self) -> list[float]: ...
     def set_learning_rates(self, lrs: list[float]) -> None: ...
     def memory_metrics(self) -> dict[str, float]: ...
+    def sum_over_ranks(self, values: list[float]) -> list[float]: ...
     def get_weights(self) -> Any: ...
     def set_weights(self, weights: Any) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
@@ -83,8 +84,8 @@ class EpochLoop:
             self.dispatch(Event.TRAIN_BEGIN)
             while state.epoch < self.epochs and not state.should_stop:
                 self.train_epoch()
-                if state.should_stop and state.mid_epoch:
-                    break  # interrupted or failed inside the epoch: no validation of half an epoch
+                if state.halted and state.mid_epoch:
+                    break  # paused, cancelled or failed inside the epoch: no validation of half an epoch
                 metrics = self.end_epoch()
                 self.dispatch(Event.EPOCH_END, metrics)
             if not state.should_stop:
@@ -114,7 +115,7 @@ class EpochLoop:
             state.step += 1
             state.epoch_elapsed_s = time.perf_counter() - started
             self.dispatch(Event.BATCH_END)
-            if state.should_stop and (state.interrupted or state.failed):
+            if state.halted:
                 return
 
     def end_epoch(self) -> dict[str, float]:

@@ -17,6 +17,7 @@ class LoopState:
     should_stop: bool = False  # finish cleanly: the run is over
     interrupted: bool = False  # pause: a checkpoint is written and the run resumes later
     failed: bool = False  # the run cannot go on (for example a NaN loss)
+    cancelled: bool = False  # stopped on request: checkpoints are kept, the run does not resume
 
     def stop(self, reason: str) -> None:
         """End the run after the current batch or epoch; callbacks call this, never the loop's own code."""
@@ -32,6 +33,16 @@ class LoopState:
         """Stop at once; the run ends with an error and no further checkpoint."""
         self.failed = True
         self.stop(reason)
+
+    def cancel(self, reason: str) -> None:
+        """Stop at the next batch boundary for good (a cancel request); nothing more is trained."""
+        self.cancelled = True
+        self.stop(reason)
+
+    @property
+    def halted(self) -> bool:
+        """Stopped in a way that ends the epoch at once (pause, cancel, failure), not at its end."""
+        return self.should_stop and (self.interrupted or self.failed or self.cancelled)
 
     @property
     def mid_epoch(self) -> bool:
