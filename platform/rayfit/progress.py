@@ -81,7 +81,7 @@ class ProgressDisplay:
         shown = format_metrics(event["metrics"], ("val_loss", "val_accuracy"))
         self._progress.update(self._epochs, completed=event["epoch"], metrics=shown)
         self._progress.update(self._batches, completed=self._batch_total)
-        self._progress.console.print(epoch_line(event))
+        self._progress.console.print(epoch_line(event), highlight=False, markup=False)
         self._progress.refresh()
 
     def _on_end(self, event: Event) -> None:

@@ -344,3 +344,53 @@ def test_an_unreachable_address_fails_fast(workdir, capsys):
     assert capsys.readouterr().err.strip().startswith("error: scaling.address: nothing answers at 127.0.0.1:9")
     assert time.monotonic() - started < 60
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("slow_reference", ["torch"], indirect=True)
+def test_pause_through_the_control_channel_with_two_workers_then_resume(slow_reference, workdir, ray_cluster):
+    """Trainer.pause() from another thread reaches both ranks, which stop at the same batch and
+    checkpoint; the run is marked paused and the workers are gone. Running it again resumes from
+    that checkpoint and ends bitwise equal to a run never paused. Every epoch reaches this process,
+    in order, from the workers, through the event stream."""
+    sections, reference = slow_reference
+    experiment = write(workdir, "slow", **sections)
+    run_dir = workdir / "runs" / "slow"
+    trainer = Trainer(experiment)
+    events: list[dict] = []
+    trainer.register_event_callback(events.append)
+    fit_interrupted(trainer, run_dir, 8, trainer.pause)
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "paused" and status["stop_reason"] == "pause requested"
+    paused_at = CheckpointIndex(run_dir / "checkpoints").entries[-1]
+    assert paused_at.step >= 10 and paused_at.epoch < 3
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "paused"
+    wait_for(lambda: ray.available_resources().get("CPU") == 2, "the workers' CPUs back", timeout_s=30)
+
+    again = Trainer(experiment)
+    again.register_event_callback(events.append)
+    result = again.fit()
+    assert result.status == "finished"
+    assert_same(reference, run_dir)
+    epochs = [e["epoch"] for e in events if e["type"] == "epoch"]
+    assert epochs == [1, 2, 3]
+    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})  # in order, none twice
+    starts = json.loads((run_dir / "run.json").read_text())["attempts"]
+    assert [a["step"] for a in starts] == [0, paused_at.step]
+
+
+def test_a_ray_run_in_a_pipe_prints_epoch_lines_and_a_summary_but_no_ray_lines(workdir, ray_cluster):
+    """`rayfit train` on the Ray path with its output piped (a CI log, `ray job submit`): one line
+    per epoch from the workers' event stream and one summary, none of Ray's per-report lines or
+    checkpoint paths, no bars."""
+    experiment = write(workdir, "piped", trainer={"epochs": 2, "progress": "auto"}, scaling={"num_workers": 1})
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    done = subprocess.run([sys.executable, "-m", "rayfit.cli", "train", str(experiment)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert [line.split(" train_loss")[0] for line in done.stdout.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/2", "epoch 2/2"]
+    assert "piped finished after 2 epoch(s)" in done.stdout and "━" not in out
+    for line in ("Reporting training result", "Checkpoint successfully created", "Attempting to start",
+                 "INFO mlflow"):
+        assert line not in out
