@@ -55,9 +55,9 @@ TRAIN = ["train", "tiny.yaml"]
 
 
 def corrupt_latest_checkpoint(workdir: Path) -> list[str]:
-    """Overwrite the paused run's latest checkpoint with garbage bytes (run.json says running)."""
+    """Overwrite the paused run's latest checkpoint with garbage bytes (run.json says paused)."""
     run = workdir / "runs" / "paused"
-    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert json.loads((run / "run.json").read_text())["status"] == "paused"
     latest = json.loads((run / "checkpoints" / "index.json").read_text())["checkpoints"][-1]["file"]
     (run / "checkpoints" / latest).write_bytes(b"\x00\xffnot a checkpoint\x80" * 20)
     return [latest, "checkpoint"]
@@ -214,7 +214,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
             trainer = Trainer("paused.yaml")
             trainer.register_progress_callback(lambda epoch, metrics: os.kill(os.getpid(), signal.SIGTERM))
             assert trainer.fit().interrupted
-        assert json.loads((folder / "runs" / "paused" / "run.json").read_text())["status"] == "running"
+        assert json.loads((folder / "runs" / "paused" / "run.json").read_text())["status"] == "paused"
         return folder
 
     return make

@@ -176,7 +176,8 @@ def test_sigterm_then_sigkill_mid_epoch(slow_experiment, mlflow_uri):
     assert paused.wait(timeout=60) == 128 + signal.SIGTERM
     at = latest_entry(run_dir)
     assert at["step"] % BATCHES_PER_EPOCH != 0  # paused inside an epoch, at a batch boundary
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "paused" and status["stop_reason"] == "received SIGTERM"
 
     killed = train_process(experiment, overrides)
     wait_for_checkpoint(index, killed, at["step"] + 20)

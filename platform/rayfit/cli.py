@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from rayfit.errors import RayfitError
+from rayfit.errors import ClusterLost, RayfitError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, ClusterLost):  # Ray's exit hooks would wait on the lost cluster
+            sys.stderr.flush()
+            os._exit(EXIT_FAILED)
         return EXIT_BAD_INPUT
 
 

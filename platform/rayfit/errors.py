@@ -21,6 +21,10 @@ class CheckpointError(RayfitError):
     """A checkpoint or run folder is missing, corrupt or belongs to another run."""
 
 
+class ClusterLost(RayfitError):
+    """The Ray cluster stopped answering mid-run; the process cannot shut Ray down cleanly."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's first line (its type when it has no message), at most 200 characters: for
     one-line errors that quote a library's reason."""

@@ -78,3 +78,62 @@ def test_a_dead_recorded_cluster_is_reported_in_one_line_and_a_local_ray_trains_
     for line in RAY_REPORT_LINES:
         assert line not in screen
     assert elapsed < 60, f"took {elapsed:.0f} s"  # not the 6 minutes and more Ray would wait
+
+
+SLOW_MODEL = """
+import time
+from torch import nn
+
+def build(n_inputs, n_outputs):
+    class Slow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(n_inputs, n_outputs)
+
+        def forward(self, x):
+            time.sleep(0.05)
+            return self.net(x)
+    return Slow()
+"""
+
+
+def test_a_cluster_that_dies_mid_run_ends_the_driver_with_one_line(tmp_path):
+    """A head started with `ray start --head` is SIGKILLed while `rayfit train` runs on it: the driver
+    ends within a minute with exit 1 and one line naming the address, not a hang or Ray's abort."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
+    port = dead_address().rsplit(":", 1)[1]
+    (tmp_path / "slow_model.py").write_text(SLOW_MODEL)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    head = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", "--num-cpus=2",
+            "--include-dashboard=false", f"--temp-dir={ray_tmp}", "--node-ip-address=127.0.0.1",
+            "--disable-usage-stats"]
+    subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        experiment = write_experiment(tmp_path, model={"type": "slow_model:build"},
+                                      trainer={"epochs": 50, "progress": "log"},
+                                      scaling={"num_workers": 1, "address": f"127.0.0.1:{port}"})
+        driver = subprocess.Popen([sys.executable, "-m", "rayfit.cli", "train", str(experiment)], env=env,
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        events = tmp_path / "runs" / "tiny" / "events.jsonl"
+        deadline = time.monotonic() + 240
+        while not (events.is_file() and '"type": "epoch"' in events.read_text()):
+            assert driver.poll() is None and time.monotonic() < deadline, "no epoch before the kill"
+            time.sleep(0.5)
+        head_processes = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout
+        for pid in map(int, head_processes.split()):
+            if pid != driver.pid:
+                os.kill(pid, 9)
+        killed = time.monotonic()
+        out, err = driver.communicate(timeout=120)
+    finally:
+        leftover = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout
+        for pid in map(int, leftover.split()):
+            os.kill(pid, 9)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert time.monotonic() - killed < 60
+    assert driver.returncode == 1, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: scaling.address: the Ray cluster at 127.0.0.1:{port} stopped answering for 10 s; "
+                      "the run folder keeps its last checkpoint: run the same command again once the cluster is back"]
+    assert "Traceback" not in err

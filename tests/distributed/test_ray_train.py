@@ -250,9 +250,9 @@ def test_sigkill_of_a_worker_then_of_the_driver_resumes_to_the_same_weights(
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
     starts = json.loads((run_dir / "run.json").read_text())["attempts"]
-    # after the kill the group restarted from a checkpoint Ray had registered (it may lag the
-    # newest file, and a restart may itself be retried); the last start is the re-run command
-    assert len(starts) >= 3 and 0 < starts[1]["step"] <= 15 < starts[-1]["step"]
+    # after each kill the group restarted from the newest checkpoint in the run folder (which every
+    # rank sees here), not from an older one Ray holds; the last start is the re-run command
+    assert len(starts) >= 3 and 15 <= starts[1]["step"] and starts[-1]["step"] >= 25
     assert_same(reference, run_dir)
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
+from typing import Any
 
 import ray
 import ray.train
@@ -17,13 +20,14 @@ from rayfit.control import RunControl
 from rayfit.data.ray_feed import split_datasets
 from rayfit.data.streaming import StreamedData
 from rayfit.distributed.worker import train_worker
-from rayfit.errors import ConfigError
+from rayfit.errors import ClusterLost, ConfigError
 from rayfit.events import Sink, follow
 from rayfit.loop import Callback, TrainingFailed
 from rayfit.run_folder import RunFolder
 from rayfit.session import FitResult, result_from_folder
 
 log = logging.getLogger("rayfit")
+CLUSTER_PATIENCE_S = 10.0  # how long the cluster may be silent mid-run before the driver gives up
 RAY_RUN_NAME = "ray"  # Ray Train's folder inside the run folder: a stable name, so a re-run resumes
 
 
@@ -184,8 +188,43 @@ def fit_with_ray(
     )
     try:
         with follow(run.path, sinks), signals_pause(control, persist=True):
-            trainer.fit()
+            fit_watching_cluster(trainer)
     except ray.train.TrainingFailedError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingFailed(f"Ray Train stopped after {scaling.max_failures} restart(s): {first}") from exc
     return result_from_folder(run)
+
+
+def fit_watching_cluster(trainer: Any) -> None:
+    """`trainer.fit()` in a thread while this one checks every 2 s that the cluster still answers.
+    One silent for CLUSTER_PATIENCE_S raises ClusterLost: Ray's client would block for a minute,
+    then abort the process with its own fatal log."""
+    outcome: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # handed to the calling thread as it is
+            outcome["error"] = exc
+
+    gcs = ray.get_runtime_context().gcs_address
+    thread = threading.Thread(target=fit, name="rayfit-fit", daemon=True)
+    thread.start()
+    silent_since: float | None = None
+    while thread.is_alive():
+        thread.join(2.0)
+        if not thread.is_alive():
+            break
+        try:
+            check_reachable(gcs, timeout_s=2.0)
+            silent_since = None
+        except ConfigError:
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since > CLUSTER_PATIENCE_S:
+                raise ClusterLost(
+                    f"scaling.address: the Ray cluster at {gcs} stopped answering for "
+                    f"{CLUSTER_PATIENCE_S:g} s; the run folder keeps its last checkpoint: run the same "
+                    "command again once the cluster is back"
+                ) from None
+    if "error" in outcome:
+        raise outcome["error"]

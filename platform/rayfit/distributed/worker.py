@@ -11,6 +11,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 
+from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.config import validate
 from rayfit.distributed.ray_report import CHECKPOINT_STEM, RayReport
 from rayfit.loop import TrainingFailed
@@ -21,7 +22,7 @@ log = logging.getLogger("rayfit")
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Build the rank's session, restore Ray's latest checkpoint if any, and run it.
+    """Build the rank's session, restore the newest checkpoint if any, and run it.
 
     A failed run (NaN) is recorded in run.json and returns normally: Ray would otherwise restart
     the group and fail the same way max_failures times."""
@@ -38,8 +39,13 @@ def train_worker(config: dict[str, Any]) -> None:
     session = Session(
         cfg, run, rank=rank, device=device, reporter=RayReport, data=stream, callbacks=config["callbacks"],
     )
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
+    local = CheckpointIndex(run.checkpoints).latest
+    sees = local is not None and local.is_file()
+    if session.backend.sum_over_ranks([float(sees)])[0] == session.backend.world_size and local:
+        # Rank 0's newest checkpoint, when every rank sees the run folder (one node, NFS): Ray
+        # holds only some of them (see ray_report), so a restart from it would redo epochs.
+        session.restore(local)
+    elif (checkpoint := ray.train.get_checkpoint()) is not None:
         with checkpoint.as_directory() as folder:
             session.restore(Path(folder) / (CHECKPOINT_STEM + session.backend.checkpoint_suffix))
     try:
