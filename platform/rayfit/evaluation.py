@@ -11,10 +11,11 @@ from rayfit.inference import read_model_folder, resolve_run
 from rayfit.loop import EpochLoop
 
 
-def evaluate_run(run: str | Path) -> dict[str, float]:
-    """Rebuild the run's data split (deterministic from its config and seed) and score the model."""
+def evaluate_run(run: str | Path, trust_code: bool = False) -> dict[str, float]:
+    """Rebuild the run's data split (deterministic from its config and seed) and score the model
+    (a user model's code is imported only with `trust_code`)."""
     run_dir = resolve_run(run)
-    cfg, _ = read_model_folder(run_dir)
+    cfg, _ = read_model_folder(run_dir, trust_code)
     data = load_dataset(cfg.data, cfg.trainer.seed)
     backend = build_backend(cfg, data)
     backend.load_export(run_dir / "model")

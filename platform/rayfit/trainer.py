@@ -40,6 +40,10 @@ class Trainer:
         self._epoch_functions.append(fn)
 
     def fit(self) -> FitResult:
+        with RunFolder.for_config(self.config).lock():  # one process per run; a crash releases it
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         cfg = self.config
         run = RunFolder.for_config(cfg)
         run.check_resumable(cfg)
