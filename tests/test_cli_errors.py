@@ -285,6 +285,15 @@ CASES = [
          prepared=True, setup=write_file("runs/done/model/data_info.json", '{"task": "multi')),
     Case("predict_model_config_missing", PREDICT_DONE, ["runs/done/model/config.yaml", "missing"], prepared=True,
          files={"rows.csv": "pixel_0_0\n0\n"}, setup=remove_model_config, backends=BOTH),
+    Case("evaluate_model_config_missing", ["evaluate", "done"], ["runs/done/model/config.yaml", "missing"],
+         prepared=True, setup=remove_model_config),
+    Case("predict_model_config_garbage", PREDICT_DONE, ["runs/done/model/config.yaml", "not valid"], prepared=True,
+         files={"rows.csv": "pixel_0_0\n0\n"}, setup=write_file("runs/done/model/config.yaml", "model: [\n")),
+    Case("index_entry_not_a_mapping", ["train", "paused.yaml"], ["refused entry 5", "expected keys"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", '{"checkpoints": [5]}')),
+    Case("index_metric_not_a_number", ["train", "paused.yaml"], ["refused entry", "metric is not a number"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", json.dumps({"checkpoints": [
+             {"file": "ckpt-epoch0001-step0000010.pt", "epoch": 1, "step": 10, "metric": "rm -rf"}]}))),
     # ---------------------------------------------------------------- user code that fails
     Case("model_module_raises", TRAIN, ["model.type", "'raises_on_import'", "RuntimeError: boom"],
          experiment={"model": {"type": "raises_on_import:build"}},

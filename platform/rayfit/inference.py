@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from rayfit.backends import MODEL_FILES, exported_model, load_predictor
 from rayfit.config import ExperimentConfig, read_mapping, validate
 from rayfit.data import DataInfo
@@ -18,8 +19,8 @@ from rayfit.paths import localized
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
     """A run given as a folder, or as a name under the default storage folder."""
     for candidate in (Path(run), Path(storage) / str(run)):
-        if exported_model(candidate / "model") is not None:
-            return candidate
+        if exported_model(candidate / "model") is not None or (candidate / "model" / "config.yaml").is_file():
+            return candidate  # a config.yaml that cannot be read is reported by read_model_folder
         if any((candidate / "model" / name).is_file() for name in MODEL_FILES.values()):
             raise CheckpointError(f"{candidate / 'model' / 'config.yaml'}: missing; the model folder is incomplete")
     raise CheckpointError(

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -114,36 +114,38 @@ class RunFolder:
         same run is refused at once, and the OS releases the lock when this process ends or dies.
         The file (and a storage folder made for it) is removed on release: a refusal leaves nothing."""
         made_storage = not self.path.parent.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         while True:
-            handle = open(lock_path, "a")  # noqa: SIM115 (closed on release below)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # O_NOFOLLOW: a planted symlink must not make us create a file elsewhere
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:
+                continue  # a run releasing its lock removed the empty storage folder just now
+            except OSError as exc:
+                raise CheckpointError(f"{lock_path}: cannot create the run's lock file ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.close()
+                os.close(fd)
                 raise CheckpointError(
                     f"run {self.path.name!r} is being trained by another process ({lock_path} is locked); "
                     "wait for it to end, or choose another run name (--set name=...)"
                 ) from None
             # The holder before us removes the file on release: if it did so between our open and
             # our lock, we hold a removed file, so take the one that is there now.
-            try:
-                if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+            with suppress(FileNotFoundError):
+                if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
                     break
-            except FileNotFoundError:
-                pass
-            handle.close()
+            os.close(fd)
         try:
             yield
         finally:
             lock_path.unlink(missing_ok=True)
-            handle.close()
+            os.close(fd)
             if made_storage:
-                try:
-                    self.path.parent.rmdir()  # only when nothing else was written there
-                except OSError:
-                    pass
+                with suppress(OSError):  # rmdir removes only an empty folder: nothing else was written
+                    self.path.parent.rmdir()
 
 
 def write_atomic(path: Path, text: str) -> None:
