@@ -311,6 +311,11 @@ CASES = [
     Case("model_raises_when_built", TRAIN, ["model.type", "build_fails:build(n_inputs=..., n_outputs=..., size)",
          "ValueError: size must be even"], experiment={"model": {"type": "build_fails:build", "kwargs": {"size": 3}}},
          files={"build_fails.py": "def build(n_inputs, n_outputs, size):\n    raise ValueError('size must be even')\n"}),
+    Case("model_fails_on_its_first_call", TRAIN,
+         ["model.type", "the model of first_call:build on a batch of shape (1, 64) failed", "ValueError"],
+         experiment={"model": {"type": "first_call:build"}}, backends=("tensorflow",),
+         files={"first_call.py": "import keras\n\nclass Net(keras.Model):\n    def call(self, x):\n"
+                "        raise ValueError('wrong width')\n\ndef build(n_inputs, n_outputs):\n    return Net()\n"}),
     Case("schedule_module_raises", TRAIN, ["schedule.name", "'sched_raises'", "ZeroDivisionError"],
          experiment={"schedule": {"name": "sched_raises:lr"}}, files={"sched_raises.py": "1 / 0\n"}),
 ]
