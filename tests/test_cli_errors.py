@@ -99,6 +99,12 @@ def index_symlink_outside(workdir: Path) -> list[str]:
     return [name, "leads outside"]
 
 
+def remove_latest_checkpoint(workdir: Path) -> list[str]:
+    """Delete the file of the index's latest entry (the index still names it)."""
+    index, entries = paused_index(workdir)
+    (index.parent / entries[-1]["file"]).unlink()
+    return [entries[-1]["file"]]
+
 def write_file(relative: str, text: str) -> Callable[[Path], list[str]]:
     """Replace a file of the prepared runs with `text`."""
 
@@ -271,6 +277,8 @@ CASES = [
          setup=write_file("runs/paused/run.json", "[1, 2]")),
     Case("run_config_not_a_mapping", ["train", "paused.yaml"], ["runs/paused/config.yaml", "mapping"],
          prepared=True, setup=write_file("runs/paused/config.yaml", "- 1\n")),
+    Case("index_latest_file_missing", ["train", "paused.yaml"], ["runs/paused/checkpoints"], prepared=True,
+         setup=remove_latest_checkpoint, backends=BOTH),
     # ---------------------------------------------------------------- model folders that name code
     Case("predict_saved_model_runs_code", PREDICT_DONE, ["model/config.yaml", "model.type", "'torch.hub:load'",
          "--trust-code"], prepared=True, files={"rows.csv": "pixel_0_0\n0\n"},

@@ -39,7 +39,7 @@ def read_model_folder(run_dir: Path, trust_code: bool = False) -> tuple[Experime
     try:
         info = DataInfo.from_dict(json.loads(info_file.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{info_file}: not the data encoding rayfit saved ({first_line(exc)})") from None
+        raise CheckpointError(f"{info_file}: not the data encoding rayfit saved ({first_line(exc)})") from exc
     return config, info
 
 

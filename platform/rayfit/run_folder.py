@@ -52,7 +52,7 @@ class RunFolder:
         try:
             status = json.loads(self.status_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{self.status_file}: unreadable run status ({first_line(exc)})") from None
+            raise CheckpointError(f"{self.status_file}: unreadable run status ({first_line(exc)})") from exc
         if not isinstance(status, dict):
             raise CheckpointError(f"{self.status_file}: unreadable run status (expected a JSON object)")
         return status
@@ -123,7 +123,7 @@ class RunFolder:
             except FileNotFoundError:
                 continue  # a run releasing its lock removed the empty storage folder just now
             except OSError as exc:
-                raise CheckpointError(f"{lock_path}: cannot create the run's lock file ({exc.strerror})") from None
+                raise CheckpointError(f"{lock_path}: cannot create the run's lock file ({exc.strerror})") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

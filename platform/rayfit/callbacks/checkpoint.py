@@ -60,7 +60,7 @@ class CheckpointIndex:
         try:
             checkpoints = json.loads(path.read_text(encoding="utf-8"))["checkpoints"]
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"{path}: not a checkpoint index ({first_line(exc)})") from None
+            raise CheckpointError(f"{path}: not a checkpoint index ({first_line(exc)})") from exc
         if not isinstance(checkpoints, list):
             raise CheckpointError(f"{path}: 'checkpoints' is not a list")
         return checkpoints
