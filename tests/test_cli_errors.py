@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rayfit.backends import exported_model
 from rayfit.cli import EXIT_BAD_INPUT, main
@@ -67,6 +68,77 @@ def corrupt_model_file(workdir: Path) -> list[str]:
     model = exported_model(workdir / "runs" / "done" / "model")
     model.write_bytes(b"garbage")
     return [model.name]
+
+
+def paused_index(workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The paused run's index.json and its entries."""
+    index = workdir / "runs" / "paused" / "checkpoints" / "index.json"
+    return index, json.loads(index.read_text())["checkpoints"]
+
+
+def index_entry(file: str, last: bool = False) -> Callable[[Path], list[str]]:
+    """Add an index entry naming `file` (first, where retention deletes it; or last, the one resumed);
+    the project's data.csv is the planted target. {workdir} in `file` is the test's folder."""
+
+    def setup(workdir: Path) -> list[str]:
+        index, entries = paused_index(workdir)
+        name = file.format(workdir=workdir)
+        entry = {"file": name, "epoch": 0, "step": 1, "metric": 0.0}
+        index.write_text(json.dumps({"checkpoints": entries + [entry] if last else [entry] + entries}))
+        return ["index.json", json.dumps(name)]
+
+    return setup
+
+
+def index_symlink_outside(workdir: Path) -> list[str]:
+    """A checkpoint-named symlink in the folder that leads to the project's data.csv."""
+    index, entries = paused_index(workdir)
+    name = "ckpt-epoch0000-step0000001" + Path(entries[-1]["file"]).suffix
+    (index.parent / name).symlink_to(workdir / "data.csv")
+    index.write_text(json.dumps({"checkpoints": [{"file": name, "epoch": 0, "step": 1, "metric": 0.0}] + entries}))
+    return [name, "leads outside"]
+
+
+def remove_latest_checkpoint(workdir: Path) -> list[str]:
+    """Delete the file of the index's latest entry (the index still names it)."""
+    index, entries = paused_index(workdir)
+    (index.parent / entries[-1]["file"]).unlink()
+    return [entries[-1]["file"]]
+
+def write_file(relative: str, text: str) -> Callable[[Path], list[str]]:
+    """Replace a file of the prepared runs with `text`."""
+
+    def setup(workdir: Path) -> list[str]:
+        (workdir / relative).write_text(text)
+        return []
+
+    return setup
+
+
+def saved_code(field: str, value: str, **kwargs: Any) -> Callable[[Path], list[str]]:
+    """Edit the finished run's model/config.yaml to name code, and plant a hubconf.py beside it
+    that would write a file if it ever ran (the snapshot shows it did not)."""
+
+    def setup(workdir: Path) -> list[str]:
+        folder = workdir / "runs" / "done" / "model"
+        (folder / "hubconf.py").write_text("open('ran.txt', 'w').write('code ran')\ndef build(**kw): pass\n")
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        section, key = field.split(".")
+        config[section][key] = value
+        config["model"]["kwargs"] = {k: str(v).format(folder=folder) for k, v in kwargs.items()}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        return []
+
+    return setup
+
+
+def remove_model_config(workdir: Path) -> list[str]:
+    (workdir / "runs" / "done" / "model" / "config.yaml").unlink()
+    return []
+
+
+HUB = {"repo_or_dir": "{folder}", "model": "build", "source": "local"}
+PREDICT_DONE = ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"]
 
 
 CASES = [
@@ -182,6 +254,78 @@ CASES = [
          ["rows.csv", "not found"], prepared=True),
     Case("predict_input_missing_column", ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"],
          ["'pixel_0_1'", "rows.csv", "not found"], prepared=True, files={"rows.csv": "pixel_0_0\n0\n"}, backends=BOTH),
+    # ---------------------------------------------------------------- untrusted run folders
+    Case("index_entry_climbs_out", ["train", "paused.yaml"], ["refused entry", "checkpoint file name"],
+         prepared=True, files={"data.csv": GOOD_CSV}, setup=index_entry("../../../data.csv")),
+    Case("index_entry_absolute", ["train", "paused.yaml"], ["refused entry", "checkpoint file name"],
+         prepared=True, files={"data.csv": GOOD_CSV}, setup=index_entry("{workdir}/data.csv")),
+    Case("index_latest_outside", ["train", "paused.yaml"], ["refused entry"],
+         prepared=True, files={"data.csv": GOOD_CSV}, setup=index_entry("../../done/model/model.pt", last=True)),
+    Case("index_entry_with_separator", ["train", "paused.yaml"], ["refused entry"], prepared=True,
+         setup=index_entry("sub/ckpt-epoch0000-step0000001.pt")),
+    Case("index_symlink_outside", ["train", "paused.yaml"], ["refused entry"],
+         prepared=True, files={"data.csv": GOOD_CSV}, setup=index_symlink_outside, backends=BOTH),
+    Case("index_not_json", ["train", "paused.yaml"], ["index.json", "not a checkpoint index"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", "{garbage")),
+    Case("index_not_a_list", ["train", "paused.yaml"], ["index.json", "'checkpoints' is not a list"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", '{"checkpoints": {"a": 1}}')),
+    Case("index_entry_name_disagrees", ["train", "paused.yaml"], ["refused entry", "do not match the file name"],
+         prepared=True, setup=index_entry("ckpt-epoch0005-step0000001.pt")),
+    Case("run_json_garbage", ["train", "paused.yaml"], ["run.json", "unreadable run status"], prepared=True,
+         setup=write_file("runs/paused/run.json", "\x00{not json")),
+    Case("run_json_not_a_mapping", ["train", "paused.yaml"], ["run.json", "expected a JSON object"], prepared=True,
+         setup=write_file("runs/paused/run.json", "[1, 2]")),
+    Case("run_config_not_a_mapping", ["train", "paused.yaml"], ["runs/paused/config.yaml", "mapping"],
+         prepared=True, setup=write_file("runs/paused/config.yaml", "- 1\n")),
+    Case("index_latest_file_missing", ["train", "paused.yaml"], ["runs/paused/checkpoints"], prepared=True,
+         setup=remove_latest_checkpoint, backends=BOTH),
+    # ---------------------------------------------------------------- model folders that name code
+    Case("predict_saved_model_runs_code", PREDICT_DONE, ["model/config.yaml", "model.type", "'torch.hub:load'",
+         "--trust-code"], prepared=True, files={"rows.csv": "pixel_0_0\n0\n"},
+         setup=saved_code("model.type", "torch.hub:load", **HUB)),
+    Case("evaluate_saved_model_runs_code", ["evaluate", "done"], ["model.type", "'torch.hub:load'", "--trust-code"],
+         prepared=True, setup=saved_code("model.type", "torch.hub:load", **HUB), backends=BOTH),
+    Case("evaluate_saved_schedule_names_code", ["evaluate", "done"], ["schedule.name", "'os:system'", "--trust-code"],
+         prepared=True, setup=saved_code("schedule.name", "os:system")),
+    Case("predict_data_info_garbage", PREDICT_DONE, ["data_info.json", "not the data encoding"], prepared=True,
+         files={"rows.csv": "pixel_0_0\n0\n"}, setup=write_file("runs/done/model/data_info.json", "[1]")),
+    Case("evaluate_data_info_truncated", ["evaluate", "done"], ["data_info.json", "not the data encoding"],
+         prepared=True, setup=write_file("runs/done/model/data_info.json", '{"task": "multi')),
+    Case("predict_model_config_missing", PREDICT_DONE, ["runs/done/model/config.yaml", "missing"], prepared=True,
+         files={"rows.csv": "pixel_0_0\n0\n"}, setup=remove_model_config, backends=BOTH),
+    Case("evaluate_model_config_missing", ["evaluate", "done"], ["runs/done/model/config.yaml", "missing"],
+         prepared=True, setup=remove_model_config),
+    Case("predict_model_config_garbage", PREDICT_DONE, ["runs/done/model/config.yaml", "not valid"], prepared=True,
+         files={"rows.csv": "pixel_0_0\n0\n"}, setup=write_file("runs/done/model/config.yaml", "model: [\n")),
+    Case("index_entry_not_a_mapping", ["train", "paused.yaml"], ["refused entry 5", "expected keys"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", '{"checkpoints": [5]}')),
+    Case("index_metric_not_a_number", ["train", "paused.yaml"], ["refused entry", "metric is not a number"],
+         prepared=True, setup=write_file("runs/paused/checkpoints/index.json", json.dumps({"checkpoints": [
+             {"file": "ckpt-epoch0001-step0000010.pt", "epoch": 1, "step": 10, "metric": "rm -rf"}]}))),
+    # ---------------------------------------------------------------- user code that fails
+    Case("model_module_raises", TRAIN, ["model.type", "'raises_on_import'", "RuntimeError: boom"],
+         experiment={"model": {"type": "raises_on_import:build"}},
+         files={"raises_on_import.py": "raise RuntimeError('boom')\n"}, backends=BOTH),
+    Case("model_module_syntax_error", TRAIN, ["model.type", "'bad_syntax'", "SyntaxError", "line 1"],
+         experiment={"model": {"type": "bad_syntax:build"}}, files={"bad_syntax.py": "def build(:\n"}),
+    Case("model_wrong_arguments", TRAIN, ["model.type", "takes_width:build(n_inputs=..., n_outputs=...)",
+         "TypeError", "'n_inputs'"], experiment={"model": {"type": "takes_width:build"}},
+         files={"takes_width.py": "def build(width):\n    return width\n"}, backends=BOTH),
+    Case("model_returns_not_a_model", TRAIN, ["model.type", "returns_int:build returned int"],
+         experiment={"model": {"type": "returns_int:build"}},
+         files={"returns_int.py": "def build(**kw):\n    return 3\n"}, backends=BOTH),
+    Case("model_not_callable", TRAIN, ["model.type", "not_callable:build", "not a function"],
+         experiment={"model": {"type": "not_callable:build"}}, files={"not_callable.py": "build = 5\n"}),
+    Case("model_raises_when_built", TRAIN, ["model.type", "build_fails:build(n_inputs=..., n_outputs=..., size)",
+         "ValueError: size must be even"], experiment={"model": {"type": "build_fails:build", "kwargs": {"size": 3}}},
+         files={"build_fails.py": "def build(n_inputs, n_outputs, size):\n    raise ValueError('size must be even')\n"}),
+    Case("model_fails_on_its_first_call", TRAIN,
+         ["model.type", "the model of first_call:build on a batch of shape (1, 64) failed", "ValueError"],
+         experiment={"model": {"type": "first_call:build"}}, backends=("tensorflow",),
+         files={"first_call.py": "import keras\n\nclass Net(keras.Model):\n    def call(self, x):\n"
+                "        raise ValueError('wrong width')\n\ndef build(n_inputs, n_outputs):\n    return Net()\n"}),
+    Case("schedule_module_raises", TRAIN, ["schedule.name", "'sched_raises'", "ZeroDivisionError"],
+         experiment={"schedule": {"name": "sched_raises:lr"}}, files={"sched_raises.py": "1 / 0\n"}),
 ]
 
 
@@ -225,8 +369,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     ids=[c.id + ("" if b == "torch" else f"-{b}") for c in CASES for b in c.backends],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-    case: Case, backend: str, workdir: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+    case: Case, backend: str, workdir: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.syspath_prepend(str(workdir))  # user modules import from the project, as with python -m rayfit.cli
     if case.prepared:
         shutil.copytree(request.getfixturevalue("trained")(backend), workdir, dirs_exist_ok=True)
     if case.experiment is not None:

@@ -19,6 +19,7 @@ from rayfit.backends import build_backend
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
 from rayfit.data import load_dataset
+from rayfit.errors import ConfigError
 from rayfit.inference import SavedModel
 from rayfit.trainer import FitResult, Trainer
 from tests.conftest import checkpoint_arrays, write_experiment
@@ -111,3 +112,36 @@ def test_predict_refuses_to_overwrite(finished: FitResult, workdir: Path) -> Non
     (workdir / "predictions.csv").write_text("keep me\n")
     assert main(["predict", "tiny", "--input", "rows.csv", "--output", "predictions.csv"]) == 2
     assert (workdir / "predictions.csv").read_text() == "keep me\n"
+
+
+USER_MODEL = """
+from torch import nn
+
+def build(n_inputs, n_outputs, width):
+    return nn.Sequential(nn.Linear(n_inputs, width), nn.ReLU(), nn.Linear(width, n_outputs))
+"""
+
+
+def test_a_saved_user_model_is_imported_only_with_trust_code(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "user_net.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(workdir))
+    write_experiment(workdir, model={"type": "user_net:build", "kwargs": {"width": 8}}, trainer={"epochs": 1})
+    assert main(["train", "tiny.yaml"]) == 0
+    raw_rows().iloc[:5].to_csv("rows.csv", index=False)
+    predict = ["predict", "tiny", "--input", "rows.csv", "--output", "pred.csv"]
+    capsys.readouterr()
+
+    assert main(predict) == 2
+    assert main(["evaluate", "tiny"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all("'user_net:build'" in e and "--trust-code" in e for e in errors), errors
+    assert not (workdir / "pred.csv").exists()
+    with pytest.raises(ConfigError, match="model.type is the import path 'user_net:build'"):
+        SavedModel(workdir / "runs" / "tiny")
+
+    assert main([*predict, "--trust-code"]) == 0
+    assert main(["evaluate", "tiny", "--trust-code"]) == 0
+    trusted = SavedModel(workdir / "runs" / "tiny", trust_code=True)
+    assert pd.read_csv("pred.csv")["predicted_target"].tolist() == trusted.predict_frame(raw_rows().iloc[:5], "rows")

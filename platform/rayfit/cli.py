@@ -13,6 +13,8 @@ from rayfit.errors import ClusterLost, RayfitError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+TRUST_CODE_HELP = ("import the code the run's model/config.yaml names (a user model or schedule); "
+                   "only for folders you trust: that code runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="test metrics of a finished run")
     evaluate.add_argument("run", help="run folder, or run name under ./runs")
+    evaluate.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
 
     predict = commands.add_parser("predict", help="predict rows of a CSV/Parquet file with a finished run")
     predict.add_argument("run", help="run folder, or run name under ./runs")
     predict.add_argument("--input", required=True, help="CSV or Parquet with the feature columns")
     predict.add_argument("--output", required=True, help="CSV to write, with a prediction column")
+    predict.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
     return parser
 
 
@@ -101,7 +105,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rayfit.evaluation import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run), indent=1))
+    print(json.dumps(evaluate_run(args.run, args.trust_code), indent=1))
     return 0
 
 
@@ -113,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise DataError(f"--output {output}: the file exists; choose a new path (nothing is overwritten)")
-    model = SavedModel(resolve_run(args.run))
+    model = SavedModel(resolve_run(args.run), args.trust_code)
     frame = read_source(args.input)
     frame[f"predicted_{model.info.target}"] = model.predict_frame(frame, args.input)
     frame.to_csv(output, index=False)

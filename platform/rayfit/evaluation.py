@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from rayfit.backends import build_backend
 from rayfit.data import load_dataset
+from rayfit.data.fingerprint import mismatch
 from rayfit.errors import DataError
 from rayfit.inference import read_model_folder, resolve_run
 from rayfit.loop import EpochLoop
 
+log = logging.getLogger("rayfit")
 
-def evaluate_run(run: str | Path) -> dict[str, float]:
-    """Rebuild the run's data split (deterministic from its config and seed) and score the model."""
+
+def evaluate_run(run: str | Path, trust_code: bool = False) -> dict[str, float]:
+    """Rebuild the run's data split (deterministic from its config and seed) and score the model
+    (a user model's code is imported only with `trust_code`)."""
     run_dir = resolve_run(run)
-    cfg, _ = read_model_folder(run_dir)
+    cfg, info = read_model_folder(run_dir, trust_code)
     data = load_dataset(cfg.data, cfg.trainer.seed)
+    changed = mismatch(info.fingerprint, data.info.fingerprint)
+    if changed:
+        log.warning("warning: %s holds %s (run %s)", cfg.data.source, changed, cfg.name)
     backend = build_backend(cfg, data)
     backend.load_export(run_dir / "model")
     metrics = EpochLoop(backend, [], cfg.trainer.epochs).evaluate()

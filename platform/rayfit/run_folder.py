@@ -6,16 +6,21 @@ config is the same, and goes on from its latest checkpoint.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rayfit.config import ExperimentConfig, flatten
-from rayfit.errors import CheckpointError
+from rayfit.callbacks.checkpoint import CheckpointIndex
+from rayfit.config import ExperimentConfig, flatten, read_mapping
+from rayfit.errors import CheckpointError, first_line
+from rayfit.paths import localized, portable
 
 
 # Where outputs and logs go, how many workers train and how progress shows do not change the
@@ -45,19 +50,29 @@ class RunFolder:
 
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{self.status_file}: unreadable run status ({exc})") from exc
+            status = json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.status_file}: unreadable run status ({first_line(exc)})") from exc
+        if not isinstance(status, dict):
+            raise CheckpointError(f"{self.status_file}: unreadable run status (expected a JSON object)")
+        return status
 
     def saved_config(self) -> dict[str, Any]:
-        try:
-            return yaml.safe_load(self.config_file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise CheckpointError(f"{self.config_file}: unreadable run config ({exc})") from exc
+        """The run's config as saved, its data paths made absolute again (see paths.portable)."""
+        if not self.config_file.is_file():
+            raise CheckpointError(f"{self.config_file}: missing; the run folder is incomplete")
+        return localized(read_mapping(self.config_file), self.path)
+
+    def has_checkpoint(self) -> bool:
+        return bool(CheckpointIndex(self.checkpoints).entries)
 
     def check_resumable(self, cfg: ExperimentConfig) -> None:
-        """Refuse to mix two different experiments in one folder; say so if the run is finished."""
+        """Refuse to mix two different experiments in one folder; say so if the run is finished.
+        A folder with no checkpoint yet (a run that failed or was killed early) is taken over."""
         if not self.exists():
+            return
+        status = self.status()
+        if not self.has_checkpoint() and status.get("status") != "finished":
             return
         saved = flatten(self.saved_config())
         wanted = cfg.flat()
@@ -71,7 +86,6 @@ class RunFolder:
                 f"{self.path} holds run {cfg.name!r} with {key}={saved.get(key)!r}, not "
                 f"{wanted.get(key)!r}; choose another run name (--set name=...) to train anew"
             )
-        status = self.status()
         if status.get("status") in ("finished", "cancelled"):
             ended = "already finished" if status["status"] == "finished" else "was cancelled"
             raise RunFinished(
@@ -80,11 +94,13 @@ class RunFolder:
             )
 
     def start(self, cfg: ExperimentConfig, **fields: Any) -> None:
-        """Create the folder (or mark a resumed one running) with the resolved config."""
+        """Create the folder (or mark a resumed one running) with the resolved config; a folder
+        without a checkpoint starts over with this config."""
         self.path.mkdir(parents=True, exist_ok=True)
-        if not self.config_file.exists():
-            write_atomic(self.config_file, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        status = self.status() if self.exists() else {"name": cfg.name, "created": time.time()}
+        resumed = self.exists() and self.has_checkpoint()
+        if not resumed:
+            write_atomic(self.config_file, yaml.safe_dump(portable(cfg, self.path), sort_keys=False))
+        status = self.status() if resumed else {"name": cfg.name, "created": time.time()}
         self.update(status | {"status": "running"} | fields)
 
     def update(self, status: dict[str, Any]) -> None:
@@ -92,6 +108,45 @@ class RunFolder:
 
     def finish(self, **fields: Any) -> None:
         self.update(self.status() | {"status": "finished", "finished": time.time()} | fields)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold `NAME.lock` beside the run folder while a run trains: a second process training the
+        same run is refused at once, and the OS releases the lock when this process ends or dies.
+        The file (and a storage folder made for it) is removed on release: a refusal leaves nothing."""
+        made_storage = not self.path.parent.exists()
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # O_NOFOLLOW: a planted symlink must not make us create a file elsewhere
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:
+                continue  # a run releasing its lock removed the empty storage folder just now
+            except OSError as exc:
+                raise CheckpointError(f"{lock_path}: cannot create the run's lock file ({exc.strerror})") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise CheckpointError(
+                    f"run {self.path.name!r} is being trained by another process ({lock_path} is locked); "
+                    "wait for it to end, or choose another run name (--set name=...)"
+                ) from None
+            # The holder before us removes the file on release: if it did so between our open and
+            # our lock, we hold a removed file, so take the one that is there now.
+            with suppress(FileNotFoundError):
+                if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            os.close(fd)
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+            os.close(fd)
+            if made_storage:
+                with suppress(OSError):  # rmdir removes only an empty folder: nothing else was written
+                    self.path.parent.rmdir()
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -31,6 +31,7 @@ from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
+from rayfit.paths import portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
@@ -210,7 +211,7 @@ class Session:
         """The final model (best weights when early stopping restored them) with what predict needs."""
         folder = self.run.model_dir
         self.backend.export(folder)
-        write_atomic(folder / "config.yaml", yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        write_atomic(folder / "config.yaml", yaml.safe_dump(portable(self.cfg, self.run.path), sort_keys=False))
         write_atomic(folder / "data_info.json", json.dumps(self.data_info))
         return folder
 

@@ -67,6 +67,10 @@ class Trainer:
         self.control.request("cancel", "cancel requested")
 
     def fit(self) -> FitResult:
+        with self.run.lock():  # one process per run; a crash releases it
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         cfg, run = self.config, self.run
         run.check_resumable(cfg)
         latest = CheckpointIndex(run.checkpoints).latest

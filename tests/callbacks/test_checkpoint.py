@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 
 import pytest
 
 from rayfit import Trainer
+from rayfit.callbacks.checkpoint import CheckpointIndex
+from rayfit.errors import CheckpointError
 from tests.conftest import CHECKPOINT_SUFFIX, read_checkpoint
 
 
@@ -104,3 +109,42 @@ def test_an_exception_saves_a_checkpoint_at_the_last_whole_batch(make_experiment
     index = json.loads((folder / "index.json").read_text())["checkpoints"]
     assert [(e["epoch"], e["step"]) for e in index] == [(1, 14)]  # 14 batches done, the 15th failed
     assert read_checkpoint(folder / index[0]["file"])["loop"]["batch_in_epoch"] == 4
+
+
+def test_a_rebuilt_index_takes_only_the_checkpoint_files_of_its_folder(tmp_path, caplog):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    names = ["ckpt-epoch0002-step0000020.pt", "ckpt-epoch0001-step0000010.pt", "notes.txt", "ckpt-epoch1.pt"]
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    (folder / "ckpt-epoch0009-step0000090.pt").mkdir()  # not a file
+
+    index = CheckpointIndex(folder)
+
+    assert [(e.file, e.epoch, e.step, e.metric) for e in index.entries] == [
+        ("ckpt-epoch0001-step0000010.pt", 1, 10, None), ("ckpt-epoch0002-step0000020.pt", 2, 20, None)]
+    assert index.latest == folder / "ckpt-epoch0002-step0000020.pt"
+    assert "index.json is missing; indexed the 2 checkpoint files there again" in caplog.text
+    (tmp_path / "data.csv").write_text("a,y\n1,0\n")
+    (folder / "ckpt-epoch0003-step0000030.pt").symlink_to(tmp_path / "data.csv")
+    with pytest.raises(CheckpointError, match="ckpt-epoch0003-step0000030.pt.*leads outside"):
+        CheckpointIndex(folder)
+    assert (tmp_path / "data.csv").read_text() == "a,y\n1,0\n"
+
+
+def test_without_index_json_a_paused_run_resumes_from_its_checkpoint_files(make_experiment, workdir, caplog):
+    experiment = make_experiment(trainer={"epochs": 2})
+    trainer = Trainer(experiment)
+    trainer.register_progress_callback(lambda epoch, metrics: os.kill(os.getpid(), signal.SIGTERM))
+    assert trainer.fit().interrupted
+    folder = workdir / "runs" / "tiny" / "checkpoints"
+    before = {p.name for p in folder.glob("ckpt-*")}
+    (folder / "index.json").unlink()
+    caplog.set_level(logging.INFO, logger="rayfit")
+
+    result = Trainer(experiment).fit()
+
+    assert caplog.text.count("index.json is missing; indexed the 1 checkpoint files there again") == 1
+    assert f"resumed tiny from {sorted(before)[-1]}" in caplog.text  # not from epoch 0
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert before <= {p.name for p in folder.glob("ckpt-*")}

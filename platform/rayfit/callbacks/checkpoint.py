@@ -9,16 +9,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rayfit.callbacks.monitor import resolve_mode
+from rayfit.errors import CheckpointError, first_line
 from rayfit.loop import Callback, EpochLoop
 
 log = logging.getLogger("rayfit")
 INDEX = "index.json"
+# The only names rayfit writes: a name read from index.json that is not one of these (a path, `..`,
+# another file) is refused, so a doctored index can neither delete nor load a file of its choice.
+NAME = re.compile(r"ckpt-epoch(\d{4,})-step(\d{7,})\.(pt|npz)")
+_REINDEXED: set[Path] = set()
+
+
+def checkpoint_name(epoch: int, step: int, suffix: str) -> str:
+    return f"ckpt-epoch{epoch:04d}-step{step:07d}{suffix}"
 
 
 @dataclass
@@ -30,14 +40,59 @@ class Entry:
 
 
 class CheckpointIndex:
-    """The list of checkpoints in a folder, read and written as one JSON file."""
+    """The list of checkpoints in a folder, read and written as one JSON file.
+
+    Everything read from the folder is untrusted (it may come from someone else): each entry must
+    name a checkpoint file of rayfit's own form that lies in the folder, or the index is refused.
+    Without index.json, the checkpoint files present are indexed again from their names.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.entries: list[Entry] = []
         path = folder / INDEX
         if path.is_file():
-            self.entries = [Entry(**e) for e in json.loads(path.read_text())["checkpoints"]]
+            self.entries = [self._checked(raw) for raw in self._read(path)]
+        elif folder.is_dir():
+            self.entries = self._rebuilt()
+
+    def _read(self, path: Path) -> list[Any]:
+        try:
+            checkpoints = json.loads(path.read_text(encoding="utf-8"))["checkpoints"]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: not a checkpoint index ({first_line(exc)})") from exc
+        if not isinstance(checkpoints, list):
+            raise CheckpointError(f"{path}: 'checkpoints' is not a list")
+        return checkpoints
+
+    def _checked(self, raw: Any) -> Entry:
+        """An index entry whose file is a checkpoint name in this folder (symlinks resolved)."""
+        bad = f"{self.folder / INDEX}: refused entry {json.dumps(raw)[:120]}"
+        if not isinstance(raw, dict) or set(raw) != {"file", "epoch", "step", "metric"}:
+            raise CheckpointError(f"{bad}: expected keys file, epoch, step, metric")
+        name, epoch, step, metric = raw["file"], raw["epoch"], raw["step"], raw["metric"]
+        match = NAME.fullmatch(name) if isinstance(name, str) else None
+        if match is None:
+            raise CheckpointError(f"{bad}: not a checkpoint file name of the form ckpt-epochNNNN-stepNNNNNNN.pt")
+        if (int(match[1]), int(match[2])) != (epoch, step) or type(epoch) is not int or type(step) is not int:
+            raise CheckpointError(f"{bad}: epoch and step do not match the file name")
+        if metric is not None and (isinstance(metric, bool) or not isinstance(metric, (int, float))):
+            raise CheckpointError(f"{bad}: metric is not a number")
+        if (self.folder / name).resolve().parent != self.folder.resolve():
+            raise CheckpointError(f"{bad}: the file leads outside {self.folder}")
+        return Entry(name, epoch, step, metric)
+
+    def _rebuilt(self) -> list[Entry]:
+        """Entries for the checkpoint files present, oldest first (their metrics are not known)."""
+        found = [(p.name, NAME.fullmatch(p.name)) for p in self.folder.iterdir() if p.is_file()]
+        entries = [self._checked({"file": name, "epoch": int(m[1]), "step": int(m[2]), "metric": None})
+                   for name, m in found if m is not None]
+        entries.sort(key=lambda e: (e.step, e.epoch))
+        if entries and self.folder not in _REINDEXED:  # the driver and the loop both read the index: say it once
+            _REINDEXED.add(self.folder)
+            log.warning("%s: %s is missing; indexed the %d checkpoint files there again from their names",
+                        self.folder, INDEX, len(entries))
+        return entries
 
     @property
     def latest(self) -> Path | None:
@@ -117,7 +172,7 @@ class Checkpointing(Callback):
     def save(self, loop: EpochLoop, metric: float | None) -> None:
         """Write one checkpoint, record it in the index, then apply retention (the writer only)."""
         state = loop.state
-        name = f"ckpt-epoch{state.epoch:04d}-step{state.step:07d}{loop.backend.checkpoint_suffix}"
+        name = checkpoint_name(state.epoch, state.step, loop.backend.checkpoint_suffix)
         path = self.folder / name if self.writer else None
         if path is not None:
             self.folder.mkdir(parents=True, exist_ok=True)

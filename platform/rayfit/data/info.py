@@ -30,6 +30,7 @@ class DataInfo:
     image_shape: list[int] | None = None
     fill: dict[str, float] = field(default_factory=dict)  # train means used by missing="mean"
     missing: str = "error"  # the data.missing policy, applied again by transform()
+    fingerprint: dict[str, str] = field(default_factory=dict)  # of the rows and split (data.fingerprint)
 
     @property
     def n_inputs(self) -> int:

@@ -23,6 +23,7 @@ from rayfit.data.columns import (
     require_columns,
     to_numeric,
 )
+from rayfit.data.fingerprint import fingerprint
 from rayfit.data.info import DataInfo
 from rayfit.data.sources import read_source
 from rayfit.errors import ConfigError, DataError
@@ -106,6 +107,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Prepared:
             "training rows; classification needs at least two"
         )
     info = _fit_info(cfg, task, features, target, classes, x_train, y_train)
+    info.fingerprint = fingerprint(by_role)
     arrays = {role: info.scale(info.encode(x)) for role, (x, _) in by_role.items()}
     targets = {role: _target_array(info, y) for role, (_, y) in by_role.items()}
     return Prepared(

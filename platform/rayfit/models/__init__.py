@@ -7,7 +7,7 @@ from typing import Any
 
 from rayfit.config import ModelConfig
 from rayfit.errors import ConfigError
-from rayfit.imports import is_import_path, load_object
+from rayfit.imports import call_user, is_import_path, load_object
 
 Builder = Callable[[ModelConfig, int, int, "list[int] | None"], Any]
 
@@ -20,7 +20,8 @@ def build_by_type(
     fn(n_inputs=..., n_outputs=..., **cfg.kwargs) and must return a `model_class`."""
     if is_import_path(cfg.type):
         fn = load_object(cfg.type, "model.type")
-        model = fn(n_inputs=n_inputs, n_outputs=n_outputs, **cfg.kwargs)
+        arguments = ", ".join(["n_inputs=...", "n_outputs=...", *cfg.kwargs])
+        model = call_user(fn, "model.type", f"{cfg.type}({arguments})", n_inputs=n_inputs, n_outputs=n_outputs, **cfg.kwargs)
         if not isinstance(model, model_class):
             raise ConfigError(f"model.type: {cfg.type} returned {type(model).__name__}, not a {class_name}")
         return model

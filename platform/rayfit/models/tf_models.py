@@ -13,6 +13,7 @@ import keras
 
 from rayfit.config import ModelConfig
 from rayfit.errors import ConfigError
+from rayfit.imports import call_user
 from rayfit.models import build_by_type, check_image_shape
 
 
@@ -108,7 +109,9 @@ def build_model(
     finally:
         keras.config.set_dtype_policy(previous)
     if not model.built or not model.trainable_variables:
-        model(keras.ops.zeros((1, n_inputs)))  # a subclassed model creates its weights on first call
+        # a subclassed model creates its weights on first call
+        call_user(model, "model.type", f"the model of {cfg.type} on a batch of shape (1, {n_inputs})",
+                  keras.ops.zeros((1, n_inputs)))
     try:
         model.get_config()  # export writes model.keras: fail now, not after training
     except NotImplementedError:
