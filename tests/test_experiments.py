@@ -31,7 +31,7 @@ def train(capsys: pytest.CaptureFixture[str], experiment: Path, *overrides: str)
     code = main(args)
     out = capsys.readouterr().out
     assert code == 0, out
-    return json.loads(out[out.index("{\n") :])
+    return json.loads(out)
 
 
 def seed_data_module():

@@ -111,7 +111,7 @@ def test_a_copied_project_resumes_and_evaluates_its_own_data(
     monkeypatch.chdir(copy)
     capsys.readouterr()
 
-    assert main(["train", "csvrun.yaml"]) == 0
+    assert main(["train", "csvrun.yaml", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert main(["evaluate", "csvrun"]) == 0
 

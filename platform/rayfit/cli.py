@@ -75,6 +75,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
     trainer = Trainer(args.experiment, overrides, resume=args.resume)
+    if args.json:  # stdout holds the JSON alone; progress goes to stderr
+        from rich.console import Console
+
+        from rayfit.progress import ProgressDisplay
+
+        trainer.display = ProgressDisplay(trainer.config.trainer.progress, Console(stderr=True))
     try:
         result = trainer.fit()
     except RunFinished as done:

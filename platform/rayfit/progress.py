@@ -76,7 +76,7 @@ class ProgressDisplay:
 
     def _on_epoch(self, event: Event) -> None:
         if self._progress is None:
-            print(epoch_line(event), flush=True)
+            self.console.print(epoch_line(event), highlight=False, markup=False, soft_wrap=True)
             return
         shown = format_metrics(event["metrics"], ("val_loss", "val_accuracy"))
         self._progress.update(self._epochs, completed=event["epoch"], metrics=shown)
