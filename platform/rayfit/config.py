@@ -7,7 +7,6 @@ being ignored. Errors surface as ConfigError, one line naming the file and the f
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from rayfit.errors import ConfigError
+from rayfit.safe_yaml import load_json, load_yaml
 from rayfit.seed_format import from_seed_format, is_seed_format
 
 
@@ -290,12 +290,21 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected an experiment file (YAML or JSON)")
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
-    text = path.read_text()
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the experiment file as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the experiment file ({exc.strerror})") from exc
+    try:
+        data = load_json(text) if path.suffix == ".json" else load_yaml(text)
+    except (yaml.YAMLError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         kind = path.suffix.lstrip(".") or "YAML"
         raise ConfigError(f"{path}: not valid {kind}: {parse_problem(exc)}") from exc
     if not isinstance(data, dict):
@@ -317,7 +326,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example trainer.epochs=5")
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = load_yaml(text) if text else ""
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"--set {item!r}: the value is not valid YAML ({parse_problem(exc)}); quote text"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from rayfit.backends import exported_model, load_predictor
 from rayfit.config import ExperimentConfig, validate
 from rayfit.data import DataInfo
 from rayfit.errors import CheckpointError
+from rayfit.safe_yaml import load_json, load_yaml
 
 
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
@@ -28,8 +27,8 @@ def resolve_run(run: str | Path, storage: str = "runs") -> Path:
 def read_model_folder(run_dir: Path) -> tuple[ExperimentConfig, DataInfo]:
     """The resolved config and the data encoding saved with a run's model."""
     folder = Path(run_dir) / "model"
-    config = validate(yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder / "config.yaml"))
-    return config, DataInfo.from_dict(json.loads((folder / "data_info.json").read_text()))
+    config = validate(load_yaml((folder / "config.yaml").read_text()), source=str(folder / "config.yaml"))
+    return config, DataInfo.from_dict(load_json((folder / "data_info.json").read_text()))
 
 
 class SavedModel:

@@ -16,6 +16,7 @@ import yaml
 
 from rayfit.config import ExperimentConfig, flatten
 from rayfit.errors import CheckpointError
+from rayfit.safe_yaml import load_json, load_yaml
 
 
 # Where outputs and logs go, how many workers train and how progress shows do not change the
@@ -45,13 +46,13 @@ class RunFolder:
 
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            return load_json(self.status_file.read_text())
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
             raise CheckpointError(f"{self.status_file}: unreadable run status ({exc})") from exc
 
     def saved_config(self) -> dict[str, Any]:
         try:
-            return yaml.safe_load(self.config_file.read_text())
+            return load_yaml(self.config_file.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise CheckpointError(f"{self.config_file}: unreadable run config ({exc})") from exc
 
