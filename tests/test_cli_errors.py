@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,3 +277,24 @@ def test_command_shows_no_traceback_unless_debug(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" in debug_err
     assert "ConfigError: tiny.yaml: optimizer.lr" in debug_err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_before_the_loop_prints_one_line_and_writes_nothing(tmp_path: Path, presses: int) -> None:
+    """Ctrl-C (once, or twice in quick succession) while `rayfit train` imports and loads data:
+    `interrupted`, exit 130, and the folder holds only what it held (no run, no mlflow.db)."""
+    write_experiment(tmp_path, "tiny", tracking={"enabled": True})
+    before = snapshot(tmp_path)
+    run = subprocess.Popen([sys.executable, "-m", "rayfit.cli", "train", "tiny.yaml"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # inside the imports of torch and MLflow, which take several seconds
+    for _ in range(presses):
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    out, err = run.communicate(timeout=60)
+
+    assert run.returncode == 130, err
+    assert err.splitlines() == ["interrupted"]
+    assert out == ""
+    assert snapshot(tmp_path) == before

@@ -95,6 +95,12 @@ class RunFolder:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or none: through a temporary file, removed again if the write fails or
+    is interrupted (Ctrl-C)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
