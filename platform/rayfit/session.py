@@ -29,6 +29,7 @@ from rayfit.data import Prepared, load_dataset
 from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
+from rayfit import preflight
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
@@ -95,6 +96,7 @@ class Session:
         extra = [reporter(self.checkpointing)] if reporter else []  # runs right after each save
         callbacks = self._callbacks(epoch_functions or [], extra, in_process)
         self.loop = EpochLoop(self.backend, callbacks, cfg.trainer.epochs)
+        preflight.check(self)  # what would fail in the first epoch fails now, before any write
 
     def _callbacks(
         self, epoch_functions: list[EpochFn], extra: list[Callback], in_process: bool
