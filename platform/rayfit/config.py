@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -26,9 +27,30 @@ from rayfit.seed_format import from_seed_format, is_seed_format
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, numbers
+    are finite (an `inf` learning rate trains nothing) and true/false is not a number."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_is_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic takes true as 1 for an int field (`epochs: true` would train one epoch)."""
+        items = value if isinstance(value, (list, tuple)) else [value]
+        takes = leaf_types(cls.model_fields[info.field_name].annotation)
+        numeric = bool(takes & {int, float}) and not takes & {bool, Any}
+        if numeric and any(isinstance(v, bool) for v in items):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+
+def leaf_types(annotation: Any) -> set[Any]:
+    """The plain types a field's annotation is made of: int | tuple[int, int] -> {int, tuple}."""
+    args = get_args(annotation)
+    return {annotation} if not args else {leaf for arg in args for leaf in leaf_types(arg)}
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class DataConfig(Section):
@@ -47,7 +69,7 @@ class DataConfig(Section):
     categorical: list[str] = Field(
         default_factory=list, description="string feature columns to one-hot encode"
     )
-    image_shape: list[int] | None = Field(
+    image_shape: list[PositiveInt] | None = Field(
         None, description="channels, height, width of each row for the cnn model"
     )
     streaming: bool = Field(
@@ -86,11 +108,11 @@ class ModelConfig(Section):
     """Model by name (mlp, cnn) or by import path 'package.module:function'."""
 
     type: str = "mlp"
-    hidden_units: list[int] = Field(default_factory=lambda: [128, 64])
+    hidden_units: list[PositiveInt] = Field(default_factory=lambda: [128, 64])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"] = "relu"
     batch_norm: bool = False
-    channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn conv widths")
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], description="cnn conv widths")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to a user model")
 
 
@@ -106,9 +128,10 @@ class OptimizerConfig(Section):
     name: Literal["sgd", "adagrad", "rmsprop", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0)
+    # torch and Keras check only momentum >= 0; 1 or more makes every update grow without bound
+    momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     param_groups: list[ParamGroupConfig] = Field(default_factory=list)
 
