@@ -67,11 +67,10 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     try:
-        table = pq.read_table(path)
+        refuse_repeated_columns(pq.read_schema(path).names, source)  # read_table fails on them
+        return pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{source} is not a readable Parquet file: {_first_line(exc)}") from exc
-    refuse_repeated_columns(table.column_names, source)
-    return table.to_pandas()
 
 
 def refuse_repeated_columns(names: list[str], source: str) -> None:
