@@ -320,8 +320,9 @@ def read_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the experiment file as UTF-8"
+            f"{path}: not UTF-8 text (line {line}, byte {exc.start + 1}); save the experiment file as UTF-8"
         ) from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the experiment file ({exc.strerror})") from exc
