@@ -59,10 +59,11 @@ def check_monitors(session: Session) -> None:
         used.append(("early_stopping.monitor", cfg.early_stopping.monitor))
     if cfg.schedule.name == "plateau":
         used.append(("schedule.monitor", cfg.schedule.monitor))
-    # Best-K retention ranks by checkpoint.monitor; with the default and no validation split there
-    # is nothing to rank and only the last checkpoints are kept, which is what such a run expects.
+    # Best-K retention ranks by checkpoint.monitor; with the default (val_loss) and no validation
+    # split there is nothing to rank and the last checkpoints are kept, as such a run expects. (Not
+    # "was it set": a config that travels to Ray workers has every field set.)
     ck = cfg.checkpoint
-    if ck.keep_best > 0 and "monitor" in ck.model_fields_set:
+    if ck.keep_best > 0 and ck.monitor != type(ck).model_fields["monitor"].default:
         used.append(("checkpoint.monitor", ck.monitor))
     names = reported_metrics(session)
     for field, monitor in used:
