@@ -396,7 +396,9 @@ def test_ctrl_c_before_the_loop_prints_one_line_and_writes_nothing(tmp_path: Pat
         time.sleep(0.3)
     out, err = run.communicate(timeout=60)
 
-    assert run.returncode == 130, err
+    # A second Ctrl-C that lands in the interpreter's last moments, after Python has put the default
+    # handler back, ends the process by the signal: a shell reports that as 130 too.
+    assert run.returncode == 130 or (presses == 2 and run.returncode == -signal.SIGINT), err
     assert err.splitlines() == ["interrupted"]
     assert out == ""
     assert snapshot(tmp_path) == before
