@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from rayfit.config import load_experiment
@@ -81,3 +83,11 @@ def test_a_non_utf8_file_names_line_and_byte(workdir):
     (workdir / "latin.yaml").write_bytes("data: {source: a.csv}\nname: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin.yaml: not UTF-8 text \(line 2, byte 32\)"):
         load_experiment(workdir / "latin.yaml")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_experiment_file_is_named(workdir):
+    (workdir / "locked.yaml").write_text("data: {source: a.csv}\n")
+    (workdir / "locked.yaml").chmod(0)
+    with pytest.raises(ConfigError, match=r"locked.yaml: cannot read the experiment file \(Permission denied\)$"):
+        load_experiment(workdir / "locked.yaml")
