@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,16 @@ def index_entry(file: str, last: bool = False) -> Callable[[Path], list[str]]:
     return setup
 
 
+def make_folder(name: str) -> Callable[[Path], list[str]]:
+    """A setup that puts a folder where a file is expected."""
+
+    def setup(workdir: Path) -> list[str]:
+        (workdir / name).mkdir()
+        return [name]
+
+    return setup
+
+
 def index_symlink_outside(workdir: Path) -> list[str]:
     """A checkpoint-named symlink in the folder that leads to the project's data.csv."""
     index, entries = paused_index(workdir)
@@ -139,6 +150,17 @@ def remove_model_config(workdir: Path) -> list[str]:
 
 HUB = {"repo_or_dir": "{folder}", "model": "build", "source": "local"}
 PREDICT_DONE = ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"]
+
+
+DUPLICATE_SECTION = "name: tiny\ntrainer: {epochs: 1}\ndata: {source: sklearn:digits}\ntrainer: {epochs: 50}\n"
+DUPLICATE_KEY = "name: tiny\ndata:\n  source: sklearn:digits\n  target: y\n  source: data.csv\n"
+ALIAS_BOMB = "name: tiny\ndata: {source: sklearn:digits}\nz0: &z0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"z{i}: &z{i} [{', '.join([f'*z{i - 1}'] * 10)}]\n" for i in range(1, 9)
+)  # 10^9 values once expanded
+DUPLICATE_COLUMN_CSV = "a,y,b,y\n" + "".join(f"{a},{y},{b},{y}\n" for a, b, y in ROWS)
+HUGE_CSV = GOOD_CSV.replace("\n4,1,0\n", "\n4,1e308,0\n").replace("\n6,0,0\n", "\n6,-1e308,0\n")
+INF_CSV = GOOD_CSV.replace("\n4,1,0\n", "\n4,inf,0\n")
+MLFLOW_ON = {"tracking": {"enabled": True}}
 
 
 CASES = [
@@ -326,6 +348,87 @@ CASES = [
                 "        raise ValueError('wrong width')\n\ndef build(n_inputs, n_outputs):\n    return Net()\n"}),
     Case("schedule_module_raises", TRAIN, ["schedule.name", "'sched_raises'", "ZeroDivisionError"],
          experiment={"schedule": {"name": "sched_raises:lr"}}, files={"sched_raises.py": "1 / 0\n"}),
+    # ---------------------------------------------------------------- parsing that hides mistakes (#9)
+    Case("duplicate_section", TRAIN, ["tiny.yaml", "not valid yaml", "duplicate key 'trainer' (first at line 2)",
+                                      "line 4, column 1"], files={"tiny.yaml": DUPLICATE_SECTION}),
+    Case("duplicate_key_in_a_section", TRAIN, ["tiny.yaml", "duplicate key 'source' (first at line 3)", "line 5"],
+         files={"tiny.yaml": DUPLICATE_KEY}),
+    Case("duplicate_key_json", ["train", "seed.json"], ["seed.json", "not valid json", "duplicate key 'epochs'"],
+         files={"data.csv": GOOD_CSV, "seed.json": '{"algorithm_type": "deep_learning", "epochs": 1, '
+                '"train_data_path": "data.csv", "target_column": "y", "epochs": 500}'}),
+    Case("alias_bomb", TRAIN, ["tiny.yaml", "aliases expand to more than 100000 values"],
+         files={"tiny.yaml": ALIAS_BOMB}),
+    Case("alias_bomb_in_set", [*TRAIN, "--set", "model.kwargs={a: &a [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1], "
+                                                "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+                                                "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], "
+                                                "d: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]}"],
+         ["--set", "model.kwargs", "more than 100000 values"], experiment={}),
+    Case("duplicate_csv_column", TRAIN, ["column 'y' appears twice", "data.csv", "columns 2 and 4"],
+         experiment=CSV_DATA, files={"data.csv": DUPLICATE_COLUMN_CSV}),
+    Case("duplicate_val_csv_column", TRAIN, ["column 'y' appears twice", "val.csv"],
+         experiment={"data": {"source": "data.csv", "target": "y", "val_source": "val.csv"}},
+         files={"data.csv": GOOD_CSV, "val.csv": DUPLICATE_COLUMN_CSV}),
+    # ---------------------------------------------------------------- paths users really have (#9)
+    Case("experiment_not_utf8", TRAIN, ["tiny.yaml", "not UTF-8", "line 1, byte 8", "save the experiment file as UTF-8"],
+         files={"tiny.yaml": "name: t\xe9st\ndata: {source: sklearn:digits}\n".encode("latin-1")}),
+    Case("experiment_is_a_folder", ["train", "exp.yaml"], ["is a folder", "experiment file"],
+         setup=make_folder("exp.yaml")),
+    Case("data_file_is_a_folder", TRAIN, ["data file", "is a folder", "expected a .csv file"],
+         experiment=CSV_DATA, setup=make_folder("data.csv")),
+    Case("data_file_not_utf8", TRAIN, ["data.csv", "not a readable CSV"], experiment=CSV_DATA,
+         files={"data.csv": "a,b,y\n1,\xe9t\xe9,0\n".encode("utf-16")}),
+    Case("predict_output_folder_missing", ["predict", "done", "--input", "rows.csv", "--output", "nosuch/pred.csv"],
+         ["--output", "nosuch/pred.csv", "the folder nosuch does not exist"], prepared=True,
+         files={"rows.csv": "pixel_0_0\n0\n"}),
+    Case("predict_input_is_a_folder", ["predict", "done", "--input", "rows.csv", "--output", "pred.csv"],
+         ["rows.csv", "is a folder"], prepared=True, setup=make_folder("rows.csv")),
+    # ---------------------------------------------------------------- errors found late (#9): MLflow on
+    Case("early_stopping_monitor_never_reported", TRAIN,
+         ["early_stopping.monitor", "'val_acc'", "did you mean 'val_accuracy'?", "it reports epoch"],
+         experiment={**MLFLOW_ON, "early_stopping": {"enabled": True, "monitor": "val_acc"}}, backends=BOTH),
+    Case("checkpoint_monitor_never_reported", TRAIN, ["checkpoint.monitor", "'val_los'", "did you mean 'val_loss'?"],
+         experiment={**MLFLOW_ON, "checkpoint": {"monitor": "val_los"}}, backends=BOTH),
+    Case("plateau_monitor_never_reported", TRAIN, ["schedule.monitor", "'loss'", "did you mean 'val_loss'?"],
+         experiment={**MLFLOW_ON, "schedule": {"name": "plateau", "monitor": "loss"}}),
+    Case("monitor_of_a_split_that_is_not_there", TRAIN,
+         ["early_stopping.monitor", "'val_loss'", "did you mean 'train_loss'?"],
+         experiment={**MLFLOW_ON, "data": {"val_fraction": 0.0}, "early_stopping": {"enabled": True}}),
+    Case("regression_monitor_on_classification", TRAIN, ["checkpoint.monitor", "'val_r2'", "val_accuracy"],
+         experiment={**MLFLOW_ON, "checkpoint": {"monitor": "val_r2"}}),
+    Case("schedule_fails_at_first_call", TRAIN,
+         ["schedule.name", "'math:sqrt'", "fails at its first position", "TypeError"],
+         experiment={**MLFLOW_ON, "schedule": {"name": "math:sqrt"}}),
+    Case("accumulate_beyond_an_epoch", TRAIN, ["trainer.accumulate", "21", "only 20 batch(es)", "at most 20"],
+         experiment={**MLFLOW_ON, "trainer": {"accumulate": 21}}, backends=BOTH),
+    # ---------------------------------------------------------------- values that mean nothing (#9)
+    Case("epochs_true", TRAIN, ["trainer.epochs", "expected a number, not true/false"],
+         experiment={"trainer": {"epochs": True}}),
+    Case("set_epochs_true", [*TRAIN, "--set", "trainer.epochs=true"], ["trainer.epochs", "not true/false"],
+         experiment={}),
+    Case("hidden_units_true", TRAIN, ["model.hidden_units", "not true/false"],
+         experiment={"model": {"hidden_units": [True, 8]}}),
+    Case("layer_width_0", TRAIN, ["model.hidden_units.1", "greater than 0", "got 0"],
+         experiment={"model": {"hidden_units": [32, 0]}}),
+    Case("cnn_channels_0", TRAIN, ["model.channels.0", "greater than 0"],
+         experiment={"model": {"type": "cnn", "channels": [0, 8]}}),
+    Case("image_shape_0", TRAIN, ["data.image_shape.0", "greater than 0"],
+         experiment={"data": {"image_shape": [0, 8, 8]}}),
+    Case("momentum_50", TRAIN, ["optimizer.momentum", "less than 1", "50"],
+         experiment={"optimizer": {"name": "sgd", "momentum": 50}}),
+    Case("beta_1", TRAIN, ["optimizer.betas.1", "less than 1"], experiment={"optimizer": {"betas": [0.9, 1.0]}}),
+    Case("infinite_lr", TRAIN, ["optimizer.lr", "finite number", "inf"],
+         experiment={"optimizer": {"lr": float("inf")}}),
+    Case("set_infinite_lr", [*TRAIN, "--set", "optimizer.lr=.inf"], ["optimizer.lr", "finite number"],
+         experiment={}),
+    Case("nan_weight_decay", TRAIN, ["optimizer.weight_decay", "finite number", "nan"],
+         experiment={"optimizer": {"weight_decay": float("nan")}}),
+    Case("infinite_clip_norm", TRAIN, ["trainer.grad_clip_norm", "finite number"],
+         experiment={"trainer": {"grad_clip_norm": float("inf")}}),
+    Case("huge_feature_values", TRAIN, ["column 'b'", "data.csv", "as large as 1e+308", "cannot be standardized"],
+         experiment=CSV_DATA, files={"data.csv": HUGE_CSV}),
+    Case("infinite_feature_unscaled", TRAIN, ["column 'b'", "row 5", "infinite or too large", "float32"],
+         experiment={"data": {"source": "data.csv", "target": "y", "standardize": False}},
+         files={"data.csv": INF_CSV}),
 ]
 
 
@@ -422,3 +525,26 @@ def test_command_shows_no_traceback_unless_debug(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" in debug_err
     assert "ConfigError: tiny.yaml: optimizer.lr" in debug_err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_before_the_loop_prints_one_line_and_writes_nothing(tmp_path: Path, presses: int) -> None:
+    """Ctrl-C (once, or twice in quick succession) while `rayfit train` imports and loads data:
+    `interrupted`, exit 130, and the folder holds only what it held (no run, no mlflow.db)."""
+    write_experiment(tmp_path, "tiny", tracking={"enabled": True})
+    before = snapshot(tmp_path)
+    run = subprocess.Popen([sys.executable, "-m", "rayfit.cli", "train", "tiny.yaml"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # inside the imports of torch and MLflow, which take several seconds
+    for _ in range(presses):
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    out, err = run.communicate(timeout=60)
+
+    # A second Ctrl-C that lands in the interpreter's last moments, after Python has put the default
+    # handler back, ends the process by the signal: a shell reports that as 130 too.
+    assert run.returncode == 130 or (presses == 2 and run.returncode == -signal.SIGINT), err
+    assert err.splitlines() == ["interrupted"]
+    assert out == ""
+    assert snapshot(tmp_path) == before

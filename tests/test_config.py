@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from rayfit.config import ScalingConfig, load_experiment
@@ -54,6 +56,15 @@ def test_auto_workers_use_ray_train_only_when_there_is_a_cluster_or_gpu(scaling,
         ("trainer.batch_size=many", "trainer.batch_size: Input should be a valid integer"),
         ("optimizer.lr=-0.1", "optimizer.lr: Input should be greater than 0, got -0.1"),
         ("backend=jax", "backend: Input should be 'torch' or 'tensorflow', got 'jax'"),
+        # values that mean nothing (#9)
+        ("trainer.epochs=true", "trainer.epochs: expected a number, not true/false, got True"),
+        ("trainer.seed=false", "trainer.seed: expected a number, not true/false, got False"),
+        ("scaling.num_workers=[true, 2]", "scaling.num_workers: expected a number, not true/false, got [True, 2]"),
+        ("optimizer.lr=.inf", "optimizer.lr: Input should be a finite number, got inf"),
+        ("early_stopping.baseline=.nan", "early_stopping.baseline: Input should be a finite number, got nan"),
+        ("optimizer.momentum=50", "optimizer.momentum: Input should be less than 1, got 50"),
+        ("optimizer.betas=[0.9, 1.0]", "optimizer.betas.1: Input should be less than 1, got 1.0"),
+        ("model.hidden_units=[64, 0]", "model.hidden_units.1: Input should be greater than 0, got 0"),
     ],
 )
 def test_errors_name_the_field(make_experiment, override, message):
@@ -69,3 +80,32 @@ def test_backend_by_override_and_what_it_cannot_do(make_experiment):
     assert load_experiment(make_experiment(), ["backend=tensorflow", "scaling.num_workers=2"]).scaling.num_workers == 2
     with pytest.raises(ConfigError, match=r"data.streaming: streams rows to the torch backend only"):
         load_experiment(make_experiment(), ["backend=tensorflow", "data.streaming=true"])
+
+
+
+def test_true_false_stays_fine_where_a_field_takes_it(make_experiment):
+    cfg = load_experiment(make_experiment(), ["data.standardize=false", "model.kwargs={flag: true}",
+                                              "optimizer.momentum=0.9"])
+    assert cfg.data.standardize is False and cfg.model.kwargs == {"flag": True} and cfg.optimizer.momentum == 0.9
+
+
+def test_a_duplicated_section_is_refused_with_its_line(workdir):
+    (workdir / "dup.yaml").write_text("data: {source: a.csv}\ntrainer: {epochs: 1}\ntrainer: {epochs: 9}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_experiment(workdir / "dup.yaml")
+    assert str(caught.value) == (f"{workdir / 'dup.yaml'}: not valid yaml: duplicate key 'trainer' (first at "
+                                 "line 2); YAML would keep only the last at line 3, column 1")
+
+
+def test_a_non_utf8_file_names_line_and_byte(workdir):
+    (workdir / "latin.yaml").write_bytes("data: {source: a.csv}\nname: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml: not UTF-8 text \(line 2, byte 32\)"):
+        load_experiment(workdir / "latin.yaml")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_experiment_file_is_named(workdir):
+    (workdir / "locked.yaml").write_text("data: {source: a.csv}\n")
+    (workdir / "locked.yaml").chmod(0)
+    with pytest.raises(ConfigError, match=r"locked.yaml: cannot read the experiment file \(Permission denied\)$"):
+        load_experiment(workdir / "locked.yaml")

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 TRUST_CODE_HELP = ("import the code the run's model/config.yaml names (a user model or schedule); "
                    "only for folders you trust: that code runs")
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for a program stopped by Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(EXIT_FAILED)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Another Ctrl-C while threads and atexit hooks wind down ends the process at once, quietly.
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -119,14 +128,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rayfit.data.sources import read_source
     from rayfit.errors import DataError
     from rayfit.inference import SavedModel, resolve_run
+    from rayfit.run_folder import write_atomic
 
     output = Path(args.output)
     if output.exists():
         raise DataError(f"--output {output}: the file exists; choose a new path (nothing is overwritten)")
+    if not output.parent.is_dir():
+        raise DataError(f"--output {output}: the folder {output.parent} does not exist; create it first")
     model = SavedModel(resolve_run(args.run), args.trust_code)
     frame = read_source(args.input)
     frame[f"predicted_{model.info.target}"] = model.predict_frame(frame, args.input)
-    frame.to_csv(output, index=False)
+    write_atomic(output, frame.to_csv(index=False))  # an interrupted write leaves no partial file
     print(f"wrote {len(frame)} predictions to {output}")
     return 0
 

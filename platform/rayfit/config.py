@@ -7,10 +7,9 @@ being ignored. Errors surface as ConfigError, one line naming the file and the f
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -18,18 +17,41 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from rayfit.errors import ConfigError
+from rayfit.safe_yaml import load_json, load_yaml
 from rayfit.seed_format import from_seed_format, is_seed_format
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, numbers
+    are finite (an `inf` learning rate trains nothing) and true/false is not a number."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_is_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic takes true as 1 for an int field (`epochs: true` would train one epoch)."""
+        items = value if isinstance(value, (list, tuple)) else [value]
+        takes = leaf_types(cls.model_fields[info.field_name].annotation)
+        numeric = bool(takes & {int, float}) and not takes & {bool, Any}
+        if numeric and any(isinstance(v, bool) for v in items):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+
+def leaf_types(annotation: Any) -> set[Any]:
+    """The plain types a field's annotation is made of: int | tuple[int, int] -> {int, tuple}."""
+    args = get_args(annotation)
+    return {annotation} if not args else {leaf for arg in args for leaf in leaf_types(arg)}
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class DataConfig(Section):
@@ -48,7 +70,7 @@ class DataConfig(Section):
     categorical: list[str] = Field(
         default_factory=list, description="string feature columns to one-hot encode"
     )
-    image_shape: list[int] | None = Field(
+    image_shape: list[PositiveInt] | None = Field(
         None, description="channels, height, width of each row for the cnn model"
     )
     streaming: bool = Field(
@@ -87,11 +109,11 @@ class ModelConfig(Section):
     """Model by name (mlp, cnn) or by import path 'package.module:function'."""
 
     type: str = "mlp"
-    hidden_units: list[int] = Field(default_factory=lambda: [128, 64])
+    hidden_units: list[PositiveInt] = Field(default_factory=lambda: [128, 64])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"] = "relu"
     batch_norm: bool = False
-    channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn conv widths")
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], description="cnn conv widths")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to a user model")
 
 
@@ -107,9 +129,10 @@ class OptimizerConfig(Section):
     name: Literal["sgd", "adagrad", "rmsprop", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0)
+    # torch and Keras check only momentum >= 0; 1 or more makes every update grow without bound
+    momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     param_groups: list[ParamGroupConfig] = Field(default_factory=list)
 
@@ -309,12 +332,22 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected an experiment file (YAML or JSON)")
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
-    text = path.read_text()
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}, byte {exc.start + 1}); save the experiment file as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the experiment file ({exc.strerror})") from exc
+    try:
+        data = load_json(text) if path.suffix == ".json" else load_yaml(text)
+    except (yaml.YAMLError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         kind = path.suffix.lstrip(".") or "YAML"
         raise ConfigError(f"{path}: not valid {kind}: {parse_problem(exc)}") from exc
     if not isinstance(data, dict):
@@ -336,7 +369,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example trainer.epochs=5")
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = load_yaml(text) if text else ""
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"--set {item!r}: the value is not valid YAML ({parse_problem(exc)}); quote text"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from rayfit.data import DataInfo
 from rayfit.errors import CheckpointError, first_line
 from rayfit.imports import refuse_saved_code
 from rayfit.paths import localized
+from rayfit.safe_yaml import load_json
 
 
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
@@ -37,7 +37,7 @@ def read_model_folder(run_dir: Path, trust_code: bool = False) -> tuple[Experime
     if not trust_code:
         refuse_saved_code(config, str(config_file))
     try:
-        info = DataInfo.from_dict(json.loads(info_file.read_text(encoding="utf-8")))
+        info = DataInfo.from_dict(load_json(info_file.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{info_file}: not the data encoding rayfit saved ({first_line(exc)})") from exc
     return config, info

@@ -21,6 +21,7 @@ from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.config import ExperimentConfig, flatten, read_mapping
 from rayfit.errors import CheckpointError, first_line
 from rayfit.paths import localized, portable
+from rayfit.safe_yaml import load_json
 
 
 # Where outputs and logs go, how many workers train and how progress shows do not change the
@@ -50,7 +51,7 @@ class RunFolder:
 
     def status(self) -> dict[str, Any]:
         try:
-            status = json.loads(self.status_file.read_text(encoding="utf-8"))
+            status = load_json(self.status_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{self.status_file}: unreadable run status ({first_line(exc)})") from exc
         if not isinstance(status, dict):
@@ -150,6 +151,12 @@ class RunFolder:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or none: through a temporary file, removed again if the write fails or
+    is interrupted (Ctrl-C)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -31,6 +31,7 @@ from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
+from rayfit import preflight
 from rayfit.paths import portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
@@ -110,6 +111,7 @@ class Session:
         extra = [reporter(self.checkpointing)] if reporter else []  # runs right after each save
         features = self._callbacks(extra, signals)
         self.loop = EpochLoop(self.backend, features + list(callbacks or []), cfg.trainer.epochs)
+        preflight.check(self)  # what would fail in the first epoch fails now, before any write
 
     def _callbacks(self, extra: list[Callback], signals: bool) -> list[Callback]:
         """The loop's features in the order they must run at each event."""

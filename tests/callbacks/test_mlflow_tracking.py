@@ -3,6 +3,8 @@ model that loads back (pytorch or tensorflow flavor); also against a real `mlflo
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
+from rayfit.callbacks.mlflow_tracking import open_mlflow_run
+from rayfit.cli import main
+from rayfit.config import validate
 from rayfit.inference import SavedModel
+
+from tests.conftest import write_experiment
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
                  "epoch_time_s", "samples_per_s", "peak_memory_mb")
@@ -106,3 +113,33 @@ def test_tracking_uri_takes_a_real_mlflow_server(make_experiment, mlflow_server)
     assert "history/history.csv" in artifact_paths(client, run.info.run_id)
     assert not Path("mlflow.db").exists()  # nothing went to the default local store
     assert np.isfinite(run.data.metrics["test_loss"])
+
+
+def test_default_run_in_a_folder_with_an_apostrophe_resumes_into_its_mlflow_run(tmp_path, monkeypatch):
+    """`rayfit train` with the default store in "Bob's project": paused after epoch 1, resumed,
+    and both epochs land in one MLflow run (the run is found again by its folder)."""
+    project = tmp_path / "Bob's project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    write_experiment(project, "tiny", tracking={"enabled": True, "system_metrics_s": 0},
+                     trainer={"epochs": 2, "progress": "none"})
+    paused = Trainer("tiny.yaml")
+    paused.register_progress_callback(lambda epoch, metrics: os.kill(os.getpid(), signal.SIGTERM))
+    assert paused.fit().interrupted
+    assert main(["train", "tiny.yaml"]) == 0
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rayfit").experiment_id])
+    assert len(runs) == 1
+    assert runs[0].data.tags["rayfit.run_dir"] == str(project / "runs" / "tiny")
+    assert [p.step for p in client.get_metric_history(runs[0].info.run_id, "val_loss")] == [1, 2]
+
+
+def test_runs_are_found_by_their_exact_folder(tmp_path, mlflow_uri):
+    """Quotes become LIKE wildcards in the search; the exact comparison keeps look-alikes apart."""
+    cfg = validate({"name": "x", "data": {"source": "sklearn:iris"},
+                    "tracking": {"uri": mlflow_uri, "experiment": "exact-folder"}})
+    folders = [tmp_path / name for name in ("Bob's", "Bob_s", 'say "hi" it\'s', "back\\slash")]
+    ids = [open_mlflow_run(cfg, folder) for folder in folders]
+    assert len(set(ids)) == len(folders)
+    assert [open_mlflow_run(cfg, folder) for folder in reversed(folders)] == ids[::-1]

@@ -284,3 +284,47 @@ def test_too_few_rows_to_split(tmp_path):
 def test_image_shape_must_match_inputs(tmp_path):
     with pytest.raises(ConfigError, match=r"data.image_shape \[1, 4, 4\] holds 16 values"):
         load_dataset(DataConfig(source="sklearn:digits", image_shape=[1, 4, 4]), seed=0)
+
+
+@pytest.mark.parametrize("huge", ["1e308", "-1e308", "inf"])
+def test_values_that_overflow_standardization_are_refused(tmp_path, huge):
+    frame = numbers(40)
+    frame["b"] = frame["b"].astype(object)
+    frame.loc[[3, 9], "b"] = [huge, "-1e308"]
+    source = table(tmp_path, frame)
+    with pytest.raises(DataError) as caught:
+        load_dataset(DataConfig(source=source, target="label"), seed=0)
+    assert str(caught.value).startswith(f"column 'b' in {source}: values as large as ")
+    assert str(caught.value).endswith("cannot be standardized (the mean or standard deviation overflows); "
+                                      "rescale the column")
+
+
+def test_values_too_large_for_float32_are_refused_with_their_row(tmp_path):
+    frame = numbers(40)
+    frame.loc[6, "a"] = 1e300
+    source = table(tmp_path, frame)
+    with pytest.raises(DataError, match=r"^column 'a' in .*: the value in row 7 is infinite or too large once "
+                                        r"converted to float32 \(at most about 3.4e38\); rescale the column$"):
+        load_dataset(DataConfig(source=source, target="label", standardize=False), seed=0)
+
+
+def test_a_huge_regression_target_is_refused(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(40.0), "y": np.arange(40.0) + 0.5})
+    frame.loc[5, "y"] = 1e308
+    with pytest.raises(DataError, match="column 'y' in .*: values as large as 1e\\+308 cannot be standardized"):
+        load_dataset(DataConfig(source=table(tmp_path, frame), target="y", task="regression"), seed=0)
+
+
+def test_many_whole_numbers_are_taken_as_regression_and_said_so(tmp_path, caplog):
+    frame = pd.DataFrame({"a": np.arange(1000.0), "y": (np.arange(1000) * 37) % 1000})
+    source = table(tmp_path, frame)
+    with caplog.at_level("WARNING"):
+        assert load_dataset(DataConfig(source=source, target="y"), seed=0).info.task == "regression"
+    assert caplog.messages == [
+        "data.task: target 'y' holds 1000 distinct whole numbers, taken as regression; set data.task: "
+        "multiclass if they are classes (or data.task: regression to say so)"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        info = load_dataset(DataConfig(source=source, target="y", task="multiclass"), seed=0).info
+    assert info.task == "multiclass" and len(info.classes) == 1000 and caplog.messages == []

@@ -1,5 +1,6 @@
 """Reading each kind of source, and the errors for files that cannot be read."""
 
+import os
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +98,43 @@ def test_messages_are_one_line(tmp_path):
     with pytest.raises(DataError, match=r"bad\.parquet") as err:
         read_source(str(path))
     assert "\n" not in str(err.value)
+
+
+def test_a_repeated_csv_column_is_refused_naming_it(tmp_path):
+    """pandas would rename the second 'y' to 'y.1', which then trains as a feature (a label leak)."""
+    path = tmp_path / "data.csv"
+    path.write_text("a,y,b,y\n1,0,2,0\n3,1,4,1\n")
+    with pytest.raises(DataError) as caught:
+        read_source(str(path))
+    assert str(caught.value) == f"column 'y' appears twice in {path} (columns 2 and 4); rename or remove one"
+
+
+def test_a_column_really_named_like_a_renamed_copy_is_fine(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,y,y.1\n1,0,2\n")
+    assert list(read_source(str(path)).columns) == ["a", "y", "y.1"]
+
+
+def test_a_repeated_parquet_column_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table([[1, 2], [0, 1], [0, 1]], names=["a", "y", "y"]), path)
+    with pytest.raises(DataError, match=r"column 'y' appears twice .* \(columns 2 and 3\)"):
+        read_source(str(path))
+
+
+def test_a_folder_in_place_of_the_data_file_is_named(tmp_path):
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(DataError, match=r"^data file .*data.csv is a folder; expected a .csv file$"):
+        read_source(str(tmp_path / "data.csv"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,y\n1,0\n")
+    path.chmod(0)
+    with pytest.raises(DataError, match=r"^data file .*data.csv cannot be read \(Permission denied\)$"):
+        read_source(str(path))

@@ -14,6 +14,7 @@ import yaml
 
 from rayfit.config import ExperimentConfig
 from rayfit.data import DataInfo, Prepared
+from rayfit.safe_yaml import load_yaml
 
 MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}  # in a run's model/ folder
 
@@ -55,7 +56,7 @@ def exported_model(folder: Path) -> Path | None:
     if not config.is_file():
         return None
     try:
-        backend = (yaml.safe_load(config.read_text()) or {}).get("backend", "torch")
+        backend = (load_yaml(config.read_text()) or {}).get("backend", "torch")
     except (yaml.YAMLError, AttributeError):
         return None
     path = folder / MODEL_FILES.get(backend, MODEL_FILES["torch"])

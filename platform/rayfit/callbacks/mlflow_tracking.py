@@ -56,17 +56,37 @@ def open_mlflow_run(cfg: ExperimentConfig, run_dir: Path) -> str:
         if experiment
         else client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_root(cfg))
     )
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1
-    )
-    if found:
-        return found[0].info.run_id
+    found = find_run(client, experiment_id, run_dir)
+    if found is not None:
+        return found
     run = client.create_run(experiment_id, run_name=cfg.name, tags={RUN_DIR_TAG: str(run_dir)})
     params = {k: str(v)[:6000] for k, v in cfg.flat().items()}
     items = list(params.items())
     for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in items[i : i + 100]])
     return run.info.run_id
+
+
+def find_run(client: MlflowClient, experiment_id: str, run_dir: Path) -> str | None:
+    """The id of the run tagged with `run_dir`, or None.
+
+    MLflow's filter strings have no escape for a quote, so a folder such as "Bob's project" cannot
+    be written into one: the filter matches with LIKE, each quote or backslash (an escape character
+    in some stores) as the one-character wildcard `_`, and the tag is compared exactly here."""
+    wanted = str(run_dir)
+    pattern = wanted.replace("'", "_").replace("\\", "_")
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` LIKE '{pattern}'",
+            max_results=100, page_token=token,
+        )
+        for run in page:
+            if run.data.tags.get(RUN_DIR_TAG) == wanted:
+                return run.info.run_id
+        token = page.token
+        if not token:
+            return None
 
 
 def metric_list(metrics: dict[str, float], step: int) -> list[mlflow.entities.Metric]:

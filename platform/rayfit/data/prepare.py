@@ -106,10 +106,16 @@ def load_dataset(cfg: DataConfig, seed: int) -> Prepared:
             f"target {target!r} in {cfg.source} has one class ({classes[y_train[0]]!r}) in the "
             "training rows; classification needs at least two"
         )
-    info = _fit_info(cfg, task, features, target, classes, x_train, y_train)
-    info.fingerprint = fingerprint(by_role)
-    arrays = {role: info.scale(info.encode(x)) for role, (x, _) in by_role.items()}
-    targets = {role: _target_array(info, y) for role, (_, y) in by_role.items()}
+    # Overflows (values near 1e308) become inf/NaN here, quietly, and are refused just below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        info = _fit_info(cfg, task, features, target, classes, x_train, y_train)
+        info.fingerprint = fingerprint(by_role)
+        arrays = {role: info.scale(info.encode(x)) for role, (x, _) in by_role.items()}
+        targets = {role: _target_array(info, y) for role, (_, y) in by_role.items()}
+    sources = {"train": cfg.source, "val": cfg.val_source or cfg.source, "test": cfg.test_source or cfg.source}
+    for role, (x, _) in by_role.items():
+        _refuse_non_finite(arrays[role], info.input_names, x.index, sources[role], cfg.standardize)
+        _refuse_non_finite(targets[role][:, None], [target], x.index, sources[role], True)
     return Prepared(
         x_train=arrays["train"],
         y_train=targets["train"],
@@ -174,13 +180,22 @@ def _clean(
 
 
 def _resolve_task(task: str, y: pd.Series) -> str:
-    """cfg.task, or for 'auto': text/bool targets and integers with few values -> classification."""
+    """cfg.task, or for 'auto': text/bool targets and integers with few values -> classification.
+    Whole numbers with many values could be either: what was assumed is said in one line."""
     if task != "auto":
         return task
     if is_bool_dtype(y) or not is_numeric_dtype(y):
         return "classification"
     values = y.to_numpy(dtype="float64")
-    if not np.all(values == np.round(values)) or len(np.unique(values)) > MAX_AUTO_CLASSES:
+    if not np.all(values == np.round(values)):
+        return "regression"
+    distinct = len(np.unique(values))
+    if distinct > MAX_AUTO_CLASSES:
+        log.warning(
+            "data.task: target %r holds %d distinct whole numbers, taken as regression; set "
+            "data.task: multiclass if they are classes (or data.task: regression to say so)",
+            y.name, distinct,
+        )
         return "regression"
     return "classification"
 
@@ -275,18 +290,27 @@ def _fit_info(
         missing=cfg.missing,
     )
     if cfg.standardize:
-        info.mean, info.std = _stats(info.encode(x_train))
+        info.mean, info.std = _stats(info.encode(x_train), input_names, cfg.source)
     if task == "regression":
-        (m,), (s,) = _stats(y_train[:, None])
+        (m,), (s,) = _stats(y_train[:, None], [target], cfg.source)
         info.target_mean, info.target_std = m, s
     return info
 
 
-def _stats(values: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-column mean and std; a constant column gets its value as mean and std 1."""
+def _stats(values: np.ndarray, names: list[str], source: str) -> tuple[list[float], list[float]]:
+    """Per-column mean and std; a constant column gets its value as mean and std 1. A column
+    whose mean or std overflows (values near 1e308) would scale to 0 or NaN: refused."""
     mean, std = values.mean(axis=0), values.std(axis=0)
     constant = np.ptp(values, axis=0) == 0
     mean[constant], std[constant] = values[0, constant], 1.0
+    overflow = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+    if len(overflow):
+        col = overflow[0]
+        largest = np.nanmax(np.abs(values[:, col]))
+        raise DataError(
+            f"column {names[col]!r} in {source}: values as large as {largest:.3g} cannot be "
+            "standardized (the mean or standard deviation overflows); rescale the column"
+        )
     return mean.tolist(), std.tolist()
 
 
@@ -298,6 +322,22 @@ def image_shape_for(cfg: DataConfig, n_inputs: int) -> list[int] | None:
             f"but {cfg.source} has {n_inputs} input columns after encoding"
         )
     return list(shape) if shape is not None else None
+
+
+def _refuse_non_finite(
+    values: np.ndarray, names: list[str], rows: pd.Index, source: str, standardized: bool
+) -> None:
+    """A value that is infinite, or too large for float32 once encoded (and scaled), is refused,
+    naming the column and the first such row."""
+    bad = np.argwhere(~np.isfinite(values))
+    if not len(bad):
+        return
+    row, col = bad[0]
+    step = "standardized" if standardized else "converted to float32 (at most about 3.4e38)"
+    raise DataError(
+        f"column {names[col]!r} in {source}: the value in row {rows[row] + 1} is infinite or too "
+        f"large once {step}; rescale the column"
+    )
 
 
 def _target_array(info: DataInfo, y: np.ndarray) -> np.ndarray:

@@ -38,7 +38,12 @@ def read_source(source: str) -> pd.DataFrame:
             )
         if not path.exists():
             raise DataError(f"data file {source} not found (relative paths start at {Path.cwd()})")
-        frame = _READERS[suffix](path, source)
+        if path.is_dir():
+            raise DataError(f"data file {source} is a folder; expected a {suffix} file")
+        try:
+            frame = _READERS[suffix](path, source)
+        except OSError as exc:  # unreadable: permissions, a broken disk
+            raise DataError(f"data file {source} cannot be read ({exc.strerror or _first_line(exc)})") from exc
     if len(frame.columns) == 0 or len(frame) == 0:
         raise DataError(f"{source} has no data rows; expected a header and at least one row")
     frame.columns = [str(c) for c in frame.columns]
@@ -47,7 +52,11 @@ def read_source(source: str) -> pd.DataFrame:
 
 def _read_csv(path: Path, source: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, low_memory=False)
+        frame = pd.read_csv(path, low_memory=False)
+        # pandas renames a repeated name to "name.1"; the header read as a plain row shows it.
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        refuse_repeated_columns([str(c) for c in header.iloc[0]], source)
+        return frame
     except pd.errors.EmptyDataError:
         raise DataError(
             f"{source} is empty; expected a header row and at least one data row"
@@ -58,9 +67,22 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     try:
+        refuse_repeated_columns(pq.read_schema(path).names, source)  # read_table fails on them
         return pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{source} is not a readable Parquet file: {_first_line(exc)}") from exc
+
+
+def refuse_repeated_columns(names: list[str], source: str) -> None:
+    """A column name given twice would make the second copy of a target a feature (a label leak)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(
+                f"column {name!r} appears twice in {source} (columns {seen[name]} and {i}); "
+                "rename or remove one"
+            )
+        seen[name] = i
 
 
 def _read_npz(path: Path, source: str) -> pd.DataFrame:

@@ -8,10 +8,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rayfit.distributed.launch import check_reachable
 from rayfit.errors import ConfigError
+from rayfit.safe_yaml import load_yaml
 
 RUNTIME_ENV_FILE = Path("cluster") / "runtime_env.yaml"
 
@@ -20,7 +19,7 @@ def runtime_env(working_dir: Path) -> dict[str, Any]:
     """The repository's cluster/runtime_env.yaml (excludes, env vars) with the working dir added."""
     env: dict[str, Any] = {}
     if (working_dir / RUNTIME_ENV_FILE).is_file():
-        env = yaml.safe_load((working_dir / RUNTIME_ENV_FILE).read_text()) or {}
+        env = load_yaml((working_dir / RUNTIME_ENV_FILE).read_text()) or {}
     return {**env, "working_dir": str(working_dir)}
 
 
