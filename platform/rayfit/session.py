@@ -120,7 +120,7 @@ class Session:
             cfg.schedule.interval, cfg.trainer.epochs, backend.batches_per_epoch, cfg.trainer.accumulate
         )
         schedules = [build_schedule(cfg.schedule, lr, positions) for lr in backend.base_learning_rates]
-        callbacks: list[Callback] = [ControlRequests(self.control, backend.world_size)]
+        callbacks: list[Callback] = []
         if signals and self.control is not None:
             callbacks.append(GracefulStop(self.control))
         callbacks += [LRScheduler(schedules, cfg.schedule.interval, cfg.trainer.accumulate), NanGuard()]
@@ -141,6 +141,9 @@ class Session:
         callbacks += [self.checkpointing, *extra]
         if self.events is not None:
             callbacks.append(EventStream(self.events, cfg.name))
+        # Last: a request seen at an epoch's end (a signal while its events were handled) stops the
+        # run there, after that epoch's checkpoint, rather than a batch into the next epoch.
+        callbacks.append(ControlRequests(self.control, backend.world_size))
         return callbacks
 
     def restore(self, path: Path) -> None:
