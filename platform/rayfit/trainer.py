@@ -27,11 +27,14 @@ class Trainer:
         config: ExperimentConfig | str | Path,
         overrides: list[str] | None = None,
         resume: bool = False,
+        extend: bool = False,
     ) -> None:
+        """`extend`: train a finished run on to a larger trainer.epochs from its last checkpoint."""
         cfg = config if isinstance(config, ExperimentConfig) else load_experiment(config, overrides)
         # Workers run elsewhere (another folder, another node): every path is made absolute here.
         self.config = resolve_paths(cfg)
         self.resume = resume
+        self.extend = extend
         self._epoch_functions: list[EpochFn] = []
 
     def register_progress_callback(self, fn: EpochFn) -> None:
@@ -42,10 +45,11 @@ class Trainer:
     def fit(self) -> FitResult:
         cfg = self.config
         run = RunFolder.for_config(cfg)
-        run.check_resumable(cfg)
+        run.check_resumable(cfg, extend=self.extend)
         latest = CheckpointIndex(run.checkpoints).latest
-        if self.resume and latest is None:
-            raise CheckpointError(f"{run.path}: --resume was given but there is no checkpoint to resume")
+        for flag, wanted in (("--resume", self.resume), ("--extend", self.extend)):
+            if wanted and latest is None:
+                raise CheckpointError(f"{run.path}: {flag} was given but there is no checkpoint to resume")
         # Building the session checks data, model, optimizer and schedule before anything is written
         # (on torch's meta device when workers train: no memory used, and the driver may have no GPU).
         device = driver_device(cfg) if cfg.scaling.distributed else None
@@ -55,7 +59,7 @@ class Trainer:
         if not cfg.scaling.distributed:
             if data is not None:
                 stream_here(cfg, data)
-            return self._fit_here(session, run, latest)
+            return self._fit_here(session, run, latest, self.extend)
         from rayfit.distributed.launch import fit_with_ray
 
         del session  # the workers build their own
@@ -63,16 +67,20 @@ class Trainer:
         def start() -> str | None:
             """After the cluster has been checked: open the MLflow run and mark the folder running."""
             run_id = open_mlflow_run(cfg, run.path) if cfg.tracking.enabled else None
+            if self.extend:
+                run.write_config(cfg)
             run.start(cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
             return run_id
 
         return fit_with_ray(cfg, run, self._epoch_functions, start, stream=data)
 
     @staticmethod
-    def _fit_here(session: Session, run: RunFolder, latest: Path | None) -> FitResult:
+    def _fit_here(session: Session, run: RunFolder, latest: Path | None, extend: bool) -> FitResult:
         """The in-process path: resume from the run folder's latest checkpoint, train, finish."""
         if latest is not None:
             session.restore(latest)  # a corrupt file fails here, before anything is written
+        if extend:
+            run.write_config(session.cfg)
         run_id = None
         if session.tracking is not None:
             run_id = open_mlflow_run(session.cfg, run.path)
