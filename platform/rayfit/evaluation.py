@@ -9,16 +9,20 @@ from rayfit.data import load_dataset
 from rayfit.errors import DataError
 from rayfit.inference import read_model_folder, resolve_run
 from rayfit.loop import EpochLoop
+from rayfit.metrics_report import SplitReport, exported_model_report
 
 
-def evaluate_run(run: str | Path) -> dict[str, float]:
-    """Rebuild the run's data split (deterministic from its config and seed) and score the model."""
-    run_dir = resolve_run(run)
-    cfg, _ = read_model_folder(run_dir)
+def evaluate_run(run: str | Path, storage: str = "runs") -> SplitReport:
+    """Rebuild the run's data split (deterministic from its config and seed) and score the model:
+    the loop's test loss and scikit-learn's metrics of the exported model's outputs."""
+    run_dir = resolve_run(run, storage)
+    cfg, info = read_model_folder(run_dir)
     data = load_dataset(cfg.data, cfg.trainer.seed)
     backend = build_backend(cfg, data)
     backend.load_export(run_dir / "model")
     metrics = EpochLoop(backend, [], cfg.trainer.epochs).evaluate()
     if not metrics:
         raise DataError(f"{cfg.data.source}: the run has no test split (data.test_fraction is 0)")
-    return metrics
+    report = exported_model_report(cfg, info, run_dir / "model", data.x_test, data.y_test)
+    report.metrics = metrics | report.metrics
+    return report

@@ -12,7 +12,7 @@ import yaml
 from rayfit.backends import exported_model, load_predictor
 from rayfit.config import ExperimentConfig, validate
 from rayfit.data import DataInfo
-from rayfit.errors import CheckpointError
+from rayfit.errors import CheckpointError, ConfigError
 
 
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
@@ -44,3 +44,17 @@ class SavedModel:
         out = self.outputs(self.info.transform(frame, source).astype(np.float32))
         raw: np.ndarray = out.argmax(1) if self.info.task != "regression" else out[:, 0]
         return self.info.decode(raw)
+
+    def predict_table(self, frame: pd.DataFrame, source: str, probabilities: bool = False) -> pd.DataFrame:
+        """The prediction column (predicted_<target>) and, with `probabilities`, one prob_<label>
+        column per class, from one pass of the model over the raw input rows."""
+        out = self.outputs(self.info.transform(frame, source).astype(np.float32))
+        table = pd.DataFrame({f"predicted_{self.info.target}": self.info.decode(out)}, index=frame.index)
+        if probabilities and self.info.task == "regression":
+            raise ConfigError(f"--probabilities: run predicts a number ({self.info.target!r}, regression), not classes")
+        if probabilities:
+            from rayfit.metrics_report import probabilities as softmax
+
+            columns = [f"prob_{label}" for label in self.info.classes]
+            table[columns] = softmax(out)
+        return table
