@@ -18,8 +18,12 @@ MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
 
 def configure(verbose: bool) -> None:
     """Log rayfit's INFO lines to stderr; the libraries' at WARNING unless `verbose`."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     quiet = not verbose
+    # Libraries log to the root logger (matplotlib's "generated new fontManager", ...): it shows their
+    # warnings only; rayfit's own loggers are children of "rayfit" and keep their INFO lines.
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("rayfit").setLevel(logging.INFO)
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
     else:
