@@ -10,19 +10,33 @@ import pandas as pd
 import yaml
 
 from rayfit.backends import exported_model, load_predictor
-from rayfit.config import ExperimentConfig, validate
+from rayfit.config import ExperimentConfig, load_experiment, validate
 from rayfit.data import DataInfo
 from rayfit.errors import CheckpointError, ConfigError
+from rayfit.paths import resolve_paths
+from rayfit.run_folder import RunFolder
 
 
 def resolve_run(run: str | Path, storage: str = "runs") -> Path:
-    """A run given as a folder, or as a name under the default storage folder."""
-    for candidate in (Path(run), Path(storage) / str(run)):
+    """A run given as a folder, as a name under the default storage folder, or as the experiment
+    file that trained it."""
+    trained_by = experiment_run_dir(Path(run))
+    for candidate in (Path(run), Path(storage) / str(run), *trained_by):
         if exported_model(candidate / "model") is not None:
             return candidate
+    if trained_by:
+        raise CheckpointError(f"{run}: its run {trained_by[0]} has no exported model; train it: rayfit train {run}")
     raise CheckpointError(
         f"{run}: no finished run there (expected {Path(run) / 'model' / 'model.pt'} or model.keras)"
     )
+
+
+def experiment_run_dir(path: Path) -> list[Path]:
+    """[the run folder an experiment file trains into] (a flat-format file's is beside it), or []
+    when `path` is not an experiment file."""
+    if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
+        return []
+    return [RunFolder.for_config(resolve_paths(load_experiment(path))).path]
 
 
 def read_model_folder(run_dir: Path) -> tuple[ExperimentConfig, DataInfo]:

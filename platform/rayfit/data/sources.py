@@ -37,7 +37,9 @@ def read_source(source: str) -> pd.DataFrame:
                 f"{', '.join(SUPPORTED)} or sklearn:NAME"
             )
         if not path.exists():
-            raise DataError(f"data file {source} not found (relative paths start at {Path.cwd()})")
+            # an absolute path says where it looked (the flat format's paths start at its file's folder)
+            where = "" if path.is_absolute() else f" (relative paths start at {Path.cwd()})"
+            raise DataError(f"data file {source} not found{where}")
         frame = _READERS[suffix](path, source)
     if len(frame.columns) == 0 or len(frame) == 0:
         raise DataError(f"{source} has no data rows; expected a header and at least one row")
