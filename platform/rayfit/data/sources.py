@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn import datasets
-
 from rayfit.errors import DataError
 
-SKLEARN_LOADERS: dict[str, Callable] = {
-    "breast_cancer": datasets.load_breast_cancer,
-    "diabetes": datasets.load_diabetes,
-    "digits": datasets.load_digits,
-    "iris": datasets.load_iris,
-    "wine": datasets.load_wine,
-}
+# scikit-learn's bundled data sets by name: its loader is load_NAME, imported when one is read
+# (sklearn.datasets takes a second to import, and `rayfit predict` never needs it)
+SKLEARN_LOADERS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 SUPPORTED = (".csv", ".parquet", ".npz")
 
 
@@ -98,11 +91,13 @@ def _read_npz(path: Path, source: str) -> pd.DataFrame:
 
 
 def _read_sklearn(source: str) -> pd.DataFrame:
-    loader = SKLEARN_LOADERS.get(source.partition(":")[2])
-    if loader is None:
+    name = source.partition(":")[2]
+    if name not in SKLEARN_LOADERS:
         names = ", ".join(f"sklearn:{n}" for n in SKLEARN_LOADERS)
         raise DataError(f"unknown data set {source}; expected one of {names}")
-    return loader(as_frame=True).frame
+    from sklearn import datasets
+
+    return getattr(datasets, f"load_{name}")(as_frame=True).frame
 
 
 def _first_line(exc: BaseException) -> str:
