@@ -117,8 +117,8 @@ def find_run(storage: Path, name: str) -> RunView:
         raise ConfigError(f"run name {name!r}: expected letters, digits, '_', '.', '-' (a name under {storage})")
     folder = storage / name
     if not (folder / "run.json").is_file():
-        known = sorted(p.name for p in storage.glob("*/run.json")) if storage.is_dir() else []
-        hint = f"; runs there: {', '.join(p for p in known[:8])}" if known else ""
+        known = sorted(p.parent.name for p in storage.glob("*/run.json")) if storage.is_dir() else []
+        hint = f"; runs there: {', '.join(known[:8])}" if known else ""
         raise ConfigError(f"{name}: no run of that name in {storage}{hint}")
     return read_run(folder)
 
