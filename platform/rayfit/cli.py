@@ -90,14 +90,11 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     # --verbose and --debug go before or after the command: each subcommand knows them too, with
     # a SUPPRESS default so that it does not overwrite what was given before the command.
-    flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="show the libraries' INFO lines (MLflow, Ray)")
-    flags.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks")
     parser = argparse.ArgumentParser(prog="rayfit", description=DESCRIPTION, epilog=MAIN_EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[flags])
-    parser.set_defaults(verbose=False, debug=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_global_flags(parser, default=False)
+    flags = argparse.ArgumentParser(add_help=False)
+    add_global_flags(flags, default=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -147,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = views.add_parser("compare", help="two runs side by side", parents=[flags, storage])
     compare.add_argument("names", nargs=2, metavar="NAME", help="two run names")
     return parser
+
+
+def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show the libraries' INFO lines (MLflow, Ray)")
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
 
 def package_version() -> str:
