@@ -17,7 +17,7 @@ import yaml
 
 from rayfit.cli import COMMANDS, EXIT_BAD_INPUT, build_parser, main
 
-from tests.conftest import checkpoint_arrays, write_experiment
+from tests.conftest import checkpoint_arrays, run_commands, write_experiment
 from tests.test_cli_errors import snapshot
 
 COMMAND = [sys.executable, "-m", "rayfit.cli"]
@@ -26,12 +26,8 @@ COMMAND = [sys.executable, "-m", "rayfit.cli"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project folder with tiny.yaml (digits, 2 epochs, MLflow off) and its finished run."""
-    folder = tmp_path_factory.mktemp("cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        write_experiment(folder, "tiny", trainer={"epochs": 2, "progress": "none"})
-        assert main(["train", "tiny.yaml"]) == 0
-    return folder
+    return run_commands(tmp_path_factory.mktemp("cli"), [["train", "tiny.yaml"]],
+                        tiny={"trainer": {"epochs": 2, "progress": "none"}})
 
 
 @pytest.fixture

@@ -13,20 +13,16 @@ from rayfit.cli import EXIT_BAD_INPUT, main
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.runs_view import compare_runs, find_run, list_runs, plain_table, read_run, show_run
 
-from tests.conftest import write_experiment
+from tests.conftest import run_commands
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/a (2 epochs, lr 0.003) and runs/b (1 epoch, lr 0.01), both finished, MLflow off."""
-    folder = tmp_path_factory.mktemp("runs-view")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        write_experiment(folder, "a", trainer={"epochs": 2, "progress": "none"})
-        assert main(["train", "a.yaml"]) == 0
-        assert main(["train", "a.yaml", "--name", "b", "--set", "optimizer.lr=0.01",
-                     "--set", "trainer.epochs=1"]) == 0
-    return folder
+    commands = [["train", "a.yaml"],
+                ["train", "a.yaml", "--name", "b", "--set", "optimizer.lr=0.01", "--set", "trainer.epochs=1"]]
+    return run_commands(tmp_path_factory.mktemp("runs-view"), commands,
+                        a={"trainer": {"epochs": 2, "progress": "none"}})
 
 
 @pytest.fixture
