@@ -28,8 +28,8 @@ from rayfit.config import ExperimentConfig
 from rayfit.data import Prepared, load_dataset
 from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
-from rayfit.metrics_report import final_test_metrics
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
+from rayfit.metrics_report import final_test_metrics
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
@@ -155,7 +155,7 @@ class Session:
         if self.rank != 0:
             return result
         result.model_dir = self._export()
-        result.test_metrics |= final_test_metrics(self.cfg, self.data, result.model_dir)  # sklearn's
+        result.test_metrics |= final_test_metrics(self.cfg, self.data, result.model_dir)  # scikit-learn's, of the export
         plot = plot_history(state.history, self.run.path / "plots" / "curves.png")
         if self.tracking is not None:
             result.mlflow_run_id = self.tracking.run_id

@@ -79,12 +79,12 @@ class Trainer:
         """The in-process path: resume from the run folder's latest checkpoint, train, finish."""
         if latest is not None:
             session.restore(latest)  # a corrupt file fails here, before anything is written
-        if extend:
-            run.write_config(session.cfg)
         run_id = None
         if session.tracking is not None:
             run_id = open_mlflow_run(session.cfg, run.path)
             session.tracking.attach(run_id)
+        if extend:  # the run becomes the longer one right as it is marked running
+            run.write_config(session.cfg)
         run.start(session.cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
         state = session.train()
         if state.interrupted:
