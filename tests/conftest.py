@@ -142,3 +142,17 @@ def make_experiment(workdir: Path):
         return write_experiment(workdir, name, **sections)
 
     return make
+
+
+def run_commands(folder: Path, commands: list[list[str]], **experiments: dict[str, Any]) -> Path:
+    """In `folder`: write each experiment (name=sections, see write_experiment), then run each
+    `rayfit` command in-process; each must exit 0. For module fixtures that train once."""
+    from rayfit.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        for name, sections in experiments.items():
+            write_experiment(folder, name, **sections)
+        for argv in commands:
+            assert main(argv) == 0, argv
+    return folder

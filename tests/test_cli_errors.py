@@ -65,6 +65,19 @@ def corrupt_latest_checkpoint(workdir: Path) -> list[str]:
     return [latest, "checkpoint"]
 
 
+def stopped_early(workdir: Path) -> list[str]:
+    """Make the finished run look early-stopped (run.json's stop reason)."""
+    status_file = workdir / "runs" / "done" / "run.json"
+    status = json.loads(status_file.read_text())
+    status_file.write_text(json.dumps(status | {"stop_reason": "early stopping: val_loss did not improve"}))
+    return ["early stopping: val_loss"]
+
+
+def garbage_run_status(workdir: Path) -> list[str]:
+    (workdir / "runs" / "done" / "run.json").write_text('{"status": "finished",')
+    return []
+
+
 def corrupt_model_file(workdir: Path) -> list[str]:
     model = exported_model(workdir / "runs" / "done" / "model")
     model.write_bytes(b"garbage")
@@ -258,9 +271,35 @@ CASES = [
     Case("resume_without_checkpoint", [*TRAIN, "--resume"], ["--resume", "no checkpoint", "tiny"],
          experiment={}),
     Case("changed_config_unfinished_run", ["train", "paused.yaml", "--set", "optimizer.lr=0.01"],
-         ["paused", "optimizer.lr", "0.01", "--set name="], prepared=True, backends=BOTH),
+         ["paused", "optimizer.lr", "0.01", "--name NAME", "--new for paused-2"], prepared=True, backends=BOTH),
     Case("corrupt_checkpoint", ["train", "paused.yaml"], ["runs/paused/checkpoints", "not a readable"],
          prepared=True, setup=corrupt_latest_checkpoint, backends=BOTH),
+    # ---------------------------------------------------------------- --name, --new, --extend
+    Case("name_is_a_path", [*TRAIN, "--name", "../x"], ["name", "pattern", "'../x'"], experiment={}),
+    Case("name_empty", [*TRAIN, "--name", ""], ["name", "pattern", "''"], experiment={}),
+    Case("new_with_a_bad_config", [*TRAIN, "--new"], ["trainer.epochs", "'many'"],
+         experiment={"trainer": {"epochs": "many"}}),
+    Case("extend_without_a_run", [*TRAIN, "--set", "trainer.epochs=5", "--extend"],
+         ["--extend", "no run 'tiny'", "train it first"], experiment={}),
+    Case("extend_changes_another_setting",
+         ["train", "done.yaml", "--set", "trainer.epochs=3", "--set", "optimizer.lr=0.5", "--extend"],
+         ["--extend changes only trainer.epochs", "optimizer.lr", "0.5", "--new"], prepared=True),
+    Case("extend_to_as_many_epochs", ["train", "done.yaml", "--extend"],
+         ["--extend", "trainer.epochs=1", "more than the 1 epochs"], prepared=True),
+    Case("extend_an_unfinished_run", ["train", "paused.yaml", "--set", "trainer.epochs=4", "--extend"],
+         ["--extend", "'paused' is not finished", "without --extend"], prepared=True),
+    Case("extend_an_early_stopped_run", ["train", "done.yaml", "--set", "trainer.epochs=3", "--extend"],
+         ["--extend", "stopped early", "--new"], prepared=True, setup=stopped_early),
+    # ---------------------------------------------------------------- rayfit runs
+    Case("runs_show_unknown", ["runs", "show", "nosuch"], ["nosuch", "no run of that name", "done, paused"],
+         prepared=True),
+    Case("runs_show_a_path", ["runs", "show", "../done"], ["'../done'", "expected letters"], prepared=True),
+    Case("runs_show_garbage_status", ["runs", "show", "done"], ["runs/done/run.json", "unreadable"],
+         prepared=True, setup=garbage_run_status),
+    Case("runs_compare_unknown", ["runs", "compare", "done", "nosuch"], ["nosuch", "no run"], prepared=True),
+    Case("runs_missing_storage", ["runs", "--storage", "nosuch"], ["--storage nosuch", "no such folder"]),
+    Case("evaluate_untrained_experiment", ["evaluate", "tiny.yaml"],
+         ["tiny.yaml", "no exported model", "rayfit train tiny.yaml"], experiment={}),
     # ---------------------------------------------------------------- predict and evaluate
     Case("predict_output_exists", ["predict", "done", "--input", "rows.csv", "--output", "out.csv"],
          ["--output", "out.csv", "exists"], prepared=True,

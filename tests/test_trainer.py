@@ -27,7 +27,8 @@ def test_fit_returns_history_and_outputs_and_calls_progress_functions(make_exper
     assert [epoch for epoch, _ in seen] == [1, 2]
     assert [loss for _, loss in seen] == [row["val_loss"] for row in result.history]
     assert result.stop_reason == "reached the last epoch (2)"
-    assert set(result.test_metrics) == {"test_loss", "test_accuracy"}
+    assert set(result.test_metrics) == {"test_loss", "test_accuracy", "test_log_loss", "test_f1_macro",
+                                        "test_f1_weighted", "test_top3_accuracy"}  # digits: 10 classes
     for name in ("config.yaml", "run.json", "history.csv", "history.json", "plots/curves.png",
                  "model/model.pt", "model/config.yaml", "model/data_info.json"):
         assert (result.run_dir / name).is_file(), name

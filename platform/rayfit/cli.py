@@ -1,10 +1,13 @@
-"""`rayfit` command line: thin: parse, load the config, call the library, map errors to exit codes."""
+"""`rayfit` command line: thin: parse, load the config, call the library, map errors to exit codes.
+
+Nothing heavy (torch, MLflow, Ray) is imported before the experiment file is validated, so a
+mistake in it is answered at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -18,42 +21,159 @@ TRUST_CODE_HELP = ("import the code the run's model/config.yaml names (a user mo
                    "only for folders you trust: that code runs")
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for a program stopped by Ctrl-C
 
+DESCRIPTION = """\
+Train PyTorch and TensorFlow models epoch by epoch from a YAML experiment file,
+on Ray, tracked in MLflow. Each run keeps its outputs in runs/NAME/."""
+
+MAIN_EXAMPLES = """\
+examples:
+  rayfit train experiments/digits_mlp.yaml --local     train in this process
+  rayfit runs                                          list the runs under ./runs
+  rayfit evaluate digits_mlp                           test metrics of a finished run
+  rayfit predict digits_mlp --input rows.csv --output predictions.csv
+
+run `rayfit COMMAND --help` for a command's options and examples."""
+
+TRAIN_EXAMPLES = """\
+A run is named by the experiment's `name` (default: the file's name) and lives in
+runs/NAME/. Running the same command again resumes an unfinished run from its last
+checkpoint; a finished run is left as it is.
+
+examples:
+  rayfit train exp.yaml --local                      train in this process, without Ray
+  rayfit train exp.yaml --set optimizer.lr=0.01 --new
+                                                     changed a setting: a new run, exp-2
+  rayfit train exp.yaml --name lr-small --set optimizer.lr=0.0001
+                                                     a new run with the name you choose
+  rayfit train exp.yaml --set trainer.epochs=60 --extend
+                                                     train the finished run exp on to 60 epochs
+
+--extend goes on from the run's last checkpoint (epoch, weights, optimizer state)
+with only trainer.epochs changed (and what is free on resume: tracking.*,
+scaling.*, trainer.progress); anything else is refused. The learning-rate
+schedule is a function of the epoch (or step): past the old end it goes on as that
+function does (step/multistep/exponential keep decaying, cosine rises again after
+T_max, warmup is not repeated); onecycle without schedule.total_steps and other
+schedules sized by the run's length are stretched to the new length. Early
+stopping keeps its best value; a run that stopped early cannot be extended."""
+
+SUBMIT_EXAMPLES = """\
+examples:
+  rayfit submit experiments/digits_mlp.yaml --address http://head:8265
+  rayfit submit exp.yaml --address http://head:8265 --set trainer.epochs=5
+
+A cluster started with `ray start --head` (Ray 2.60) uses token authentication: the
+token is found as Ray's own clients find it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
+or ~/.ray/auth_token on this machine)."""
+
+EVALUATE_EXAMPLES = """\
+examples:
+  rayfit evaluate digits_mlp                 a run name under ./runs
+  rayfit evaluate path/to/runs/digits_mlp    a run folder
+  rayfit evaluate digits_mlp --json          machine-readable
+
+Prints scikit-learn's test metrics for the task (binary: accuracy, precision,
+recall, F1, ROC AUC, log loss; multiclass: accuracy, macro/weighted F1, top-3
+accuracy; regression: MAE, RMSE, R2) and the confusion matrix."""
+
+PREDICT_EXAMPLES = """\
+examples:
+  rayfit predict digits_mlp --input rows.csv --output predictions.csv
+  rayfit predict digits_mlp --input rows.parquet --output out.csv --probabilities
+
+The output holds the input's columns, predicted_<target>, and with --probabilities
+one prob_<label> column per class."""
+
+RUNS_EXAMPLES = """\
+examples:
+  rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
+  rayfit runs --storage other/runs   the runs under another folder
+  rayfit runs show digits_mlp        one run: settings, history, test metrics, files
+  rayfit runs compare exp exp-2      what differs, and their metrics side by side"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rayfit", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    # --verbose and --debug go before or after the command: each subcommand knows them too, with
+    # a SUPPRESS default so that it does not overwrite what was given before the command.
+    parser = argparse.ArgumentParser(prog="rayfit", description=DESCRIPTION, epilog=MAIN_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_global_flags(parser, default=False)
+    flags = argparse.ArgumentParser(add_help=False)
+    add_global_flags(flags, default=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train an experiment (resumes an unfinished run)")
+    def command(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, epilog=epilog, parents=[flags],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    train = command("train", "train an experiment (resumes an unfinished run)", TRAIN_EXAMPLES)
     train.add_argument("experiment", help="YAML or JSON experiment file")
+    train.add_argument("--name", help="the run's name (default: the experiment's name)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set trainer.epochs=5")
-    train.add_argument("--resume", action="store_true", help="require a checkpoint to resume from")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--new", action="store_true",
+                       help="a new run: NAME-2, NAME-3, ... when NAME is taken (printed)")
+    again.add_argument("--extend", action="store_true",
+                       help="train a finished run on to a larger trainer.epochs (see below)")
+    again.add_argument("--resume", action="store_true", help="require a checkpoint to resume from")
     train.add_argument("--local", action="store_true",
                        help="train in this process, without Ray (scaling.num_workers=0)")
     train.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
 
-    submit = commands.add_parser("submit", help="run `rayfit train` as a job on a Ray cluster")
+    submit = command("submit", "run `rayfit train` as a job on a Ray cluster", SUBMIT_EXAMPLES)
     submit.add_argument("experiment", help="experiment file, relative to the working directory")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, http://HOST:8265")
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     submit.add_argument("--working-dir", default=".", help="folder uploaded with the job (default .)")
 
-    evaluate = commands.add_parser("evaluate", help="test metrics of a finished run")
+    evaluate = command("evaluate", "test metrics of a finished run", EVALUATE_EXAMPLES)
     evaluate.add_argument("run", help="run folder, or run name under ./runs")
     evaluate.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
-    predict = commands.add_parser("predict", help="predict rows of a CSV/Parquet file with a finished run")
+    predict = command("predict", "predict rows of a CSV/Parquet file with a finished run", PREDICT_EXAMPLES)
     predict.add_argument("run", help="run folder, or run name under ./runs")
     predict.add_argument("--input", required=True, help="CSV or Parquet with the feature columns")
     predict.add_argument("--output", required=True, help="CSV to write, with a prediction column")
     predict.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
+    predict.add_argument("--probabilities", action="store_true", help="add a prob_<label> column per class")
+
+    runs = command("runs", "list, show and compare the runs under ./runs", RUNS_EXAMPLES)
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument("--storage", metavar="DIR", default=argparse.SUPPRESS,
+                         help="the folder that holds the runs (default ./runs)")
+    runs.add_argument("--storage", metavar="DIR", help="the folder that holds the runs (default ./runs)")
+    views = runs.add_subparsers(dest="view", metavar="VIEW")
+    views.add_parser("list", help="one line per run (the default)", parents=[flags, storage])
+    show = views.add_parser("show", help="one run in detail", parents=[flags, storage])
+    show.add_argument("name", help="run name")
+    compare = views.add_parser("compare", help="two runs side by side", parents=[flags, storage])
+    compare.add_argument("names", nargs=2, metavar="NAME", help="two run names")
     return parser
 
 
+def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show the libraries' INFO lines (MLflow, Ray)")
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rayfit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from rayfit import logs
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logs.configure(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except RayfitError as exc:
@@ -76,14 +196,25 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
+    from rayfit.config import load_experiment
+    from rayfit.run_folder import fresh_name
+
+    overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
+    overrides += [f"name={args.name}"] if args.name is not None else []
+    config = load_experiment(args.experiment, overrides)  # refused here, before torch is imported
+    if args.new:
+        name = fresh_name(Path(config.tracking.storage), config.name)
+        if name != config.name:
+            print(f"new run: {name}", file=sys.stderr)
+        config = config.model_copy(update={"name": name})
+
     from rayfit.loop import TrainingFailed
     from rayfit.run_folder import RunFinished
     from rayfit.summary import summary_lines
     from rayfit.trainer import Trainer
 
     started = time.monotonic()
-    overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
-    trainer = Trainer(args.experiment, overrides, resume=args.resume)
+    trainer = Trainer(config, resume=args.resume, extend=args.extend)
     if args.json:  # stdout holds the JSON alone; progress goes to stderr
         from rich.console import Console
 
@@ -119,8 +250,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rayfit.evaluation import evaluate_run
+    from rayfit.metrics_report import format_report
 
-    print(json.dumps(evaluate_run(args.run, args.trust_code), indent=1))
+    report = evaluate_run(args.run, trust_code=args.trust_code)
+    print(json.dumps(report.as_dict(), indent=1) if args.json else format_report(report))
     return 0
 
 
@@ -137,13 +270,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DataError(f"--output {output}: the folder {output.parent} does not exist; create it first")
     model = SavedModel(resolve_run(args.run), args.trust_code)
     frame = read_source(args.input)
-    frame[f"predicted_{model.info.target}"] = model.predict_frame(frame, args.input)
+    table = model.predict_table(frame, args.input, probabilities=args.probabilities)
+    frame[table.columns] = table
     write_atomic(output, frame.to_csv(index=False))  # an interrupted write leaves no partial file
     print(f"wrote {len(frame)} predictions to {output}")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rayfit import runs_view
+
+    storage = runs_view.storage_folder(args.storage)
+    if args.view == "show":
+        runs_view.render(runs_view.show_run(runs_view.find_run(storage, args.name)))
+    elif args.view == "compare":
+        runs_view.render(runs_view.compare_runs(*(runs_view.find_run(storage, n) for n in args.names)))
+    else:
+        runs_view.render(runs_view.list_runs(storage))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "runs": cmd_runs}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,6 +30,9 @@ from rayfit.safe_yaml import load_json
 FREE_ON_RESUME = ("tracking.", "scaling.", "trainer.progress")
 
 
+EXTENDABLE = "trainer.epochs"  # the one setting --extend changes
+
+
 class RunFinished(Exception):
     """The run folder holds a finished run with this config; nothing to do."""
 
@@ -67,10 +70,14 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return bool(CheckpointIndex(self.checkpoints).entries)
 
-    def check_resumable(self, cfg: ExperimentConfig) -> None:
+    def check_resumable(self, cfg: ExperimentConfig, extend: bool = False) -> None:
         """Refuse to mix two different experiments in one folder; say so if the run is finished.
-        A folder with no checkpoint yet (a run that failed or was killed early) is taken over."""
+        A folder with no checkpoint yet (a run that failed or was killed early) is taken over.
+        With `extend`, a run that reached its last epoch may go on to a larger trainer.epochs,
+        with nothing else changed."""
         if not self.exists():
+            if extend:
+                raise CheckpointError(f"--extend: no run {cfg.name!r} in {self.path.parent}; train it first")
             return
         status = self.status()
         if not self.has_checkpoint() and status.get("status") != "finished":
@@ -81,26 +88,65 @@ class RunFolder:
             k for k in saved.keys() | wanted.keys()
             if saved.get(k) != wanted.get(k) and not k.startswith(FREE_ON_RESUME)
         )
+        if extend:
+            self._check_extension(cfg, saved, [k for k in changed if k != EXTENDABLE])
+            return
         if changed:
             key = changed[0]
+            extend_hint = " (or only trainer.epochs with --extend)" if changed == [EXTENDABLE] else ""
             raise CheckpointError(
                 f"{self.path} holds run {cfg.name!r} with {key}={saved.get(key)!r}, not "
-                f"{wanted.get(key)!r}; choose another run name (--set name=...) to train anew"
+                f"{wanted.get(key)!r}; choose another run name (--name NAME, or --new for "
+                f"{cfg.name}-2){extend_hint} to train anew"
             )
         if status.get("status") in ("finished", "cancelled"):
             ended = "already finished" if status["status"] == "finished" else "was cancelled"
             raise RunFinished(
                 f"run {cfg.name!r} {ended} ({status.get('stop_reason')}); its outputs are in "
-                f"{self.path}. Nothing was changed; use --set name=... to train anew"
+                f"{self.path}. Nothing was changed; to train it longer add --set trainer.epochs=N --extend, "
+                "to train anew add --new"
             )
 
-    def start(self, cfg: ExperimentConfig, **fields: Any) -> None:
+    def _check_extension(self, cfg: ExperimentConfig, saved: dict[str, Any], changed: list[str]) -> None:
+        """--extend: only trainer.epochs grows, and the run reached its last epoch (an early-stopped
+        run's checkpoint says stop, so it would not train on)."""
+        if changed:
+            key = changed[0]
+            raise CheckpointError(
+                f"--extend changes only trainer.epochs, but {key} would change from {saved.get(key)!r} "
+                f"to {cfg.flat().get(key)!r}; use --new to train a new run with it"
+            )
+        status = self.status()
+        reason = str(status.get("stop_reason") or "")
+        if status.get("status") != "finished":
+            raise CheckpointError(
+                f"--extend: run {cfg.name!r} is not finished ({status.get('status')}); "
+                "run the command without --extend and with its trainer.epochs to resume it first"
+            )
+        if not reason.startswith("reached the last epoch"):
+            raise CheckpointError(
+                f"--extend: run {cfg.name!r} stopped early ({reason}); only a run that reached its last "
+                "epoch can be extended; use --new to train a new run"
+            )
+        old = saved.get(EXTENDABLE)
+        if not isinstance(old, int) or cfg.trainer.epochs <= old:
+            raise CheckpointError(
+                f"--extend: trainer.epochs={cfg.trainer.epochs} must be more than the {old} epochs "
+                f"run {cfg.name!r} trained"
+            )
+
+    def write_config(self, cfg: ExperimentConfig) -> None:
+        """The run's resolved config; --extend rewrites it, so later resumes compare against it."""
+        write_atomic(self.config_file, yaml.safe_dump(portable(cfg, self.path), sort_keys=False))
+
+    def start(self, cfg: ExperimentConfig, rewrite_config: bool = False, **fields: Any) -> None:
         """Create the folder (or mark a resumed one running) with the resolved config; a folder
-        without a checkpoint starts over with this config."""
+        without a checkpoint starts over with this config, an extended run (`rewrite_config`)
+        becomes the longer one."""
         self.path.mkdir(parents=True, exist_ok=True)
         resumed = self.exists() and self.has_checkpoint()
-        if not resumed:
-            write_atomic(self.config_file, yaml.safe_dump(portable(cfg, self.path), sort_keys=False))
+        if not resumed or rewrite_config:
+            self.write_config(cfg)
         status = self.status() if resumed else {"name": cfg.name, "created": time.time()}
         self.update(status | {"status": "running"} | fields)
 
@@ -148,6 +194,16 @@ class RunFolder:
             if made_storage:
                 with suppress(OSError):  # rmdir removes only an empty folder: nothing else was written
                     self.path.parent.rmdir()
+
+
+def fresh_name(storage: Path, name: str) -> str:
+    """`name` if no run folder has it, else the first free NAME-2, NAME-3, ... (for --new)."""
+    number = 1
+    candidate = name
+    while (Path(storage) / candidate).exists():
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
 
 
 def write_atomic(path: Path, text: str) -> None:

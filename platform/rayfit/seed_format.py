@@ -18,8 +18,9 @@ def is_seed_format(raw: dict[str, Any]) -> bool:
 def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
     """Map the flat request format (as the service receives it) onto the nested schema.
 
-    Relative data paths and output_path are taken from the file's folder, so the file runs
-    from anywhere and writes next to itself.
+    Relative data paths and output_path are taken from the file's folder, and the MLflow store is
+    mlflow.db there: the file runs from anywhere and writes next to itself, as a YAML experiment
+    writes runs/ and mlflow.db in its working folder. `rayfit evaluate FILE` finds its run.
     """
     flat = dict(flat)
     params = dict(flat.pop("algorithm_params", None) or {})
@@ -67,6 +68,8 @@ def from_seed_format(flat: dict[str, Any], path: Path | None = None) -> dict[str
     _move(flat, moves, nested)
     if "storage" in nested["tracking"]:
         nested["tracking"]["storage"] = folder_path(nested["tracking"]["storage"])
+    if path is not None:  # the MLflow store lands beside the outputs too, not in the working folder
+        nested["tracking"]["uri"] = "sqlite:///" + str((path.parent / "mlflow.db").resolve())
     param_moves = {
         "model_type": ("model", "type"),
         "hidden_units": ("model", "hidden_units"),

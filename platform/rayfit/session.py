@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import yaml
 
+from rayfit import preflight
 from rayfit.backends import build_backend, exported_model
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.callbacks.early_stopping import EarlyStopping
@@ -31,7 +32,7 @@ from rayfit.data.streaming import StreamedData
 from rayfit.errors import CheckpointError, ConfigError
 from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
-from rayfit import preflight
+from rayfit.metrics_report import final_test_metrics
 from rayfit.paths import portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
@@ -82,8 +83,10 @@ class Session:
         sinks: list[Sink] | None = None,
         control: RunControl | None = None,
         signals: bool = False,
+        extend: bool = False,
     ) -> None:
         self.cfg, self.run, self.rank = cfg, run, rank
+        self.extend = extend  # a finished run trained for more epochs: its saved config is replaced
         self.data = data if data is not None else load_dataset(cfg.data, cfg.trainer.seed)
         self.backend = build_backend(cfg, self.data, device)
         if self.backend.global_batch > self.data.train_rows:
@@ -167,7 +170,7 @@ class Session:
             run_id = open_mlflow_run(self.cfg, self.run.path)
             self.tracking.attach(run_id)
         if self.rank == 0:
-            self.run.start(self.cfg, mlflow_run_id=run_id, ray_version=RAY_VERSION)
+            self.run.start(self.cfg, rewrite_config=self.extend, mlflow_run_id=run_id, ray_version=RAY_VERSION)
         if on_start is not None:
             on_start(self)
         state = self.train()
@@ -206,6 +209,7 @@ class Session:
         if self.rank != 0:
             return result
         result.model_dir = self._export()
+        result.test_metrics |= final_test_metrics(self.cfg, self.data, result.model_dir)  # scikit-learn's, of the export
         plot = plot_history(state.history, self.run.path / "plots" / "curves.png")
         if self.tracking is not None:
             self._close_tracking(plot, result.test_metrics)

@@ -39,11 +39,14 @@ class Trainer:
         resume: bool = False,
         callbacks: list[Callback] | None = None,
         progress: bool = True,
+        extend: bool = False,
     ) -> None:
+        """`extend`: train a finished run on to a larger trainer.epochs from its last checkpoint."""
         cfg = config if isinstance(config, ExperimentConfig) else load_experiment(config, overrides)
         # Workers run elsewhere (another folder, another node): every path is made absolute here.
         self.config = resolve_paths(cfg)
         self.resume = resume
+        self.extend = extend
         self.callbacks = list(callbacks or [])
         self.run = RunFolder.for_config(self.config)
         self.control = RunControl(self.run.path)
@@ -72,10 +75,11 @@ class Trainer:
 
     def _fit(self) -> FitResult:
         cfg, run = self.config, self.run
-        run.check_resumable(cfg)
+        run.check_resumable(cfg, extend=self.extend)
         latest = CheckpointIndex(run.checkpoints).latest
-        if self.resume and latest is None:
-            raise CheckpointError(f"{run.path}: --resume was given but there is no checkpoint to resume")
+        for flag, wanted in (("--resume", self.resume), ("--extend", self.extend)):
+            if wanted and latest is None:
+                raise CheckpointError(f"{run.path}: {flag} was given but there is no checkpoint to resume")
         sinks = ([self.display] if self.display is not None else []) + self._sinks
         # Building the session checks data, model, optimizer and schedule before anything is written
         # (on torch's meta device when workers train: no memory used, and the driver may have no GPU).
@@ -83,7 +87,7 @@ class Trainer:
         # Streamed data is checked and its statistics fitted here, in one pass over the files.
         data = plan_stream(cfg.data, cfg.trainer.seed) if cfg.data.streaming else None
         session = Session(cfg, run, device=device, data=data, callbacks=self.callbacks, sinks=sinks,
-                          control=self.control, signals=True)
+                          control=self.control, signals=True, extend=self.extend)
         try:
             if not cfg.scaling.distributed:
                 if data is not None:
@@ -92,7 +96,7 @@ class Trainer:
             from rayfit.distributed.launch import fit_with_ray
 
             del session  # the workers build their own
-            return fit_with_ray(cfg, run, sinks, self.callbacks, self.control, stream=data)
+            return fit_with_ray(cfg, run, sinks, self.callbacks, self.control, self.extend, stream=data)
         finally:
             if self.display is not None:
                 self.display.close()

@@ -54,7 +54,8 @@ def test_three_epoch_run_is_recorded(make_experiment, mlflow_uri, backend):
         assert [p.step for p in points] == [1, 2, 3], metric
     val_loss = [p.value for p in client.get_metric_history(run.info.run_id, "val_loss")]
     assert val_loss == pytest.approx([row["val_loss"] for row in result.history])
-    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_metrics["test_accuracy"])
+    for name in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_top3_accuracy", "test_log_loss"):
+        assert run.data.metrics[name] == pytest.approx(result.test_metrics[name]), name
 
     assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
     assert client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")

@@ -77,6 +77,10 @@ def test_ray_job_submit_trains_and_records_an_mlflow_run(ray_head, tmp_path):
     assert runs[0].data.params["scaling.num_workers"] == "1"
 
 
+# `rayfit submit` finds the token as Ray's own clients do, without RAY_AUTH_MODE set by hand.
+CLIENT_ENV = {k: v for k, v in ENV.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+
+
 def test_rayfit_submit_returns_the_job_outcome(ray_head, tmp_path):
     # a job whose experiment is invalid fails inside the cluster: its log line comes back here
     work = tmp_path / "project"
@@ -86,8 +90,22 @@ def test_rayfit_submit_returns_the_job_outcome(ray_head, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "rayfit.cli", "submit", "job.yaml", "--address", ray_head,
          "--working-dir", str(work)],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        capture_output=True, text=True, timeout=300, env=CLIENT_ENV,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "error: job.yaml: optimizer.lr: Input should be greater than 0" in done.stdout
     assert "FAILED" in done.stdout
+
+
+def test_rayfit_submit_without_a_token_says_where_it_looks(ray_head, tmp_path):
+    (tmp_path / "job.yaml").write_text("name: job\ndata: {source: sklearn:digits}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "rayfit.cli", "submit", "job.yaml", "--address", ray_head],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**CLIENT_ENV, "HOME": str(tmp_path)},  # no ~/.ray/auth_token there
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: --address {ray_head}: the cluster uses token authentication")
+    assert "RAY_AUTH_TOKEN" in line and "~/.ray/auth_token" in line

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
-from sklearn.model_selection import train_test_split
 
 from rayfit.config import DataConfig
 from rayfit.data.columns import (
@@ -238,6 +237,8 @@ def _split(
     if labels is not None and np.unique(labels[idx], return_counts=True)[1].min() >= 2:
         stratify = labels[idx]
     try:
+        from sklearn.model_selection import train_test_split  # here: predict never loads it (1 s)
+
         kept, taken = train_test_split(
             idx, test_size=fraction, random_state=seed, stratify=stratify
         )

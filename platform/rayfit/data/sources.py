@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn import datasets
-
 from rayfit.errors import DataError
 
-SKLEARN_LOADERS: dict[str, Callable] = {
-    "breast_cancer": datasets.load_breast_cancer,
-    "diabetes": datasets.load_diabetes,
-    "digits": datasets.load_digits,
-    "iris": datasets.load_iris,
-    "wine": datasets.load_wine,
-}
+# scikit-learn's bundled data sets by name: its loader is load_NAME, imported when one is read
+# (sklearn.datasets takes a second to import, and `rayfit predict` never needs it)
+SKLEARN_LOADERS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 SUPPORTED = (".csv", ".parquet", ".npz")
 
 
@@ -37,7 +30,9 @@ def read_source(source: str) -> pd.DataFrame:
                 f"{', '.join(SUPPORTED)} or sklearn:NAME"
             )
         if not path.exists():
-            raise DataError(f"data file {source} not found (relative paths start at {Path.cwd()})")
+            # an absolute path says where it looked (the flat format's paths start at its file's folder)
+            where = "" if path.is_absolute() else f" (relative paths start at {Path.cwd()})"
+            raise DataError(f"data file {source} not found{where}")
         if path.is_dir():
             raise DataError(f"data file {source} is a folder; expected a {suffix} file")
         try:
@@ -118,11 +113,13 @@ def _read_npz(path: Path, source: str) -> pd.DataFrame:
 
 
 def _read_sklearn(source: str) -> pd.DataFrame:
-    loader = SKLEARN_LOADERS.get(source.partition(":")[2])
-    if loader is None:
+    name = source.partition(":")[2]
+    if name not in SKLEARN_LOADERS:
         names = ", ".join(f"sklearn:{n}" for n in SKLEARN_LOADERS)
         raise DataError(f"unknown data set {source}; expected one of {names}")
-    return loader(as_frame=True).frame
+    from sklearn import datasets
+
+    return getattr(datasets, f"load_{name}")(as_frame=True).frame
 
 
 def _first_line(exc: BaseException) -> str:

@@ -141,6 +141,7 @@ def fit_with_ray(
     sinks: list[Sink],
     callbacks: list[Callback],
     control: RunControl,
+    extend: bool = False,
     stream: StreamedData | None = None,
 ) -> FitResult:
     """Run the loop in a TorchTrainer (TensorflowTrainer for backend tensorflow: it sets the
@@ -159,6 +160,7 @@ def fit_with_ray(
             "experiment": cfg.model_dump(mode="json"),
             "run_dir": str(run.path),
             "callbacks": callbacks,
+            "extend": extend,
             "stream": stream,
         },
         datasets=datasets,

@@ -4,7 +4,10 @@ its logs, and return the job's outcome as an exit code."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shlex
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,41 @@ def runtime_env(working_dir: Path) -> dict[str, Any]:
     return {**env, "working_dir": str(working_dir)}
 
 
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+
+
+def use_cluster_token(address: str) -> None:
+    """Send the authentication token when the cluster asks for one (Ray 2.60's `ray start --head`
+    does): its dashboard tells its mode at /api/authentication_mode, and the token is found where
+    Ray's own clients look (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token).
+    A RAY_AUTH_MODE the user set is left as it is, as Ray does."""
+    if os.environ.get(AUTH_MODE_ENV) is not None:
+        return
+    try:
+        with urllib.request.urlopen(f"{address.rstrip('/')}/api/authentication_mode", timeout=10) as reply:
+            mode = json.loads(reply.read()).get("authentication_mode")
+    except (OSError, ValueError, AttributeError):
+        return  # an older Ray or not a dashboard: the client reports what goes wrong
+    if mode != "token":
+        return
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise ConfigError(
+            f"--address {address}: the cluster uses token authentication and no token was found; set "
+            "RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, or save it as ~/.ray/auth_token "
+            "(`ray get-auth-token` on the head prints it)"
+        )
+    os.environ[AUTH_MODE_ENV] = "token"  # as Ray's own token setup does, for this process and its children
+    Config.initialize("")  # Ray caches its config: make it read the mode again
+
+
 def submit(experiment: str, address: str, overrides: list[str], working_dir: Path) -> int:
     """Submit, follow the logs to the end, and return 0 if the job succeeded, 1 otherwise."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     check_reachable(address)
+    use_cluster_token(address)
     if not (working_dir / experiment).is_file():
         raise ConfigError(f"{experiment}: not found under the working directory {working_dir}")
     client = JobSubmissionClient(address)

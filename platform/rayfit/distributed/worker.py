@@ -38,6 +38,7 @@ def train_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device() if cfg.backend == "torch" else None  # TF picks its own
     session = Session(
         cfg, run, rank=rank, device=device, reporter=RayReport, data=stream, callbacks=config["callbacks"],
+        extend=config["extend"],
     )
     local = CheckpointIndex(run.checkpoints).latest
     sees = local is not None and local.is_file()

@@ -1,0 +1,35 @@
+"""What reaches the terminal: rayfit's own lines always, library INFO chatter only with --verbose.
+
+MLflow sets its loggers' level when it is imported, from MLFLOW_LOGGING_LEVEL: setting that variable
+(inherited by Ray workers and job processes too) keeps its INFO lines quiet wherever it is imported.
+Warnings and errors of every library still show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+QUIET_LIBRARIES = ("mlflow", "alembic", "huey")
+VERBOSE_ENV = "RAYFIT_VERBOSE"  # the Ray code reads it to let Ray's own lines through
+MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
+
+
+def configure(verbose: bool) -> None:
+    """Log rayfit's INFO lines to stderr; the libraries' at WARNING unless `verbose`."""
+    quiet = not verbose
+    # Libraries log to the root logger (matplotlib's "generated new fontManager", ...): it shows their
+    # warnings only; rayfit's own loggers are children of "rayfit" and keep their INFO lines.
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("rayfit").setLevel(logging.INFO)
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+    user_level = os.environ.get(MLFLOW_LEVEL_ENV)
+    if user_level is None or user_level == "WARNING":  # a level the user chose is kept
+        os.environ[MLFLOW_LEVEL_ENV] = "WARNING" if quiet else "INFO"
+    for name in QUIET_LIBRARIES:  # for libraries already imported (the CLI called in-process)
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
