@@ -178,11 +178,16 @@ class TFBackend:
     def begin_epoch(self, epoch: int) -> None:
         self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch))
 
-    def train_step(self, batch: int) -> None:
-        apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
+    def fetch_batch(self, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """The bounds of this worker's rows in the epoch's permutation; the rows themselves are
+        gathered inside the compiled step (one call into TF per batch)."""
         first = batch * self.global_batch  # this worker's contiguous part of the global batch
         rows = share(min(self.global_batch, self.train_samples - first), self.rank, self.world_size)
-        lo, hi = tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
+        return tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
+
+    def train_step(self, batch: int, data: tuple[tf.Tensor, tf.Tensor]) -> None:
+        apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
+        lo, hi = data
         self._step(self._perm, lo, hi, apply)  # traced once per value of apply
 
     def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:

@@ -114,8 +114,12 @@ class TorchBackend:
         self.model.train()
         self.batches.begin_epoch(epoch)
 
-    def train_step(self, batch: int) -> None:
-        x, y = self.batches.train_batch(batch)
+    def fetch_batch(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of train batch `batch`: an index into tensors in memory, or the next streamed block."""
+        return self.batches.train_batch(batch)
+
+    def train_step(self, batch: int, data: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = data
         with self._autocast():
             out = self.train_model(x)
             loss = self._loss(out, y)
