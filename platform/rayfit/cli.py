@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from rayfit.loop import TrainingFailed
     from rayfit.run_folder import RunFinished
+    from rayfit.timing import hint
     from rayfit.trainer import Trainer
 
     overrides = args.overrides + (["scaling.num_workers=0"] if args.local else [])
@@ -77,6 +78,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 128 + (2 if "SIGINT" in (result.stop_reason or "") else 15)
     print(json.dumps({"run_dir": str(result.run_dir), "stop_reason": result.stop_reason,
                       **result.test_metrics}, indent=1))
+    advice = hint(result.history)
+    if advice:
+        print(f"hint: {advice}", file=sys.stderr)  # stderr: stdout stays one JSON document
     return 0
 
 
