@@ -24,6 +24,7 @@ from rayfit.callbacks.mlflow_tracking import MlflowTracking, tracking_uri
 from rayfit.callbacks.nan_guard import NanGuard
 from rayfit.callbacks.progress import ProgressBar
 from rayfit.callbacks.signals import GracefulStop
+from rayfit.callbacks.tensorboard import TensorBoardLogger
 from rayfit.config import ExperimentConfig
 from rayfit.data import Prepared, load_dataset
 from rayfit.data.streaming import StreamedData
@@ -121,6 +122,8 @@ class Session:
             callbacks.append(HistoryLogger(self.run.path))
         if self.tracking is not None:
             callbacks.append(self.tracking)
+        if writer and cfg.tracking.tensorboard:
+            callbacks.append(TensorBoardLogger(self.run.path / "tensorboard"))
         callbacks += [self.checkpointing, *extra]
         if writer:
             progress = cfg.trainer.progress if in_process else "log"  # workers have no terminal
