@@ -32,12 +32,9 @@ class TensorBoardLogger(Callback):
         self._writer.flush()  # a killed run keeps every finished epoch
 
     def on_train_end(self, loop: EpochLoop) -> None:
-        self._close()
-
-    def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
-        self._close()
-
-    def _close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
+        self.on_train_end(loop)  # a paused or failed run closes its event file the same way
