@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from rayfit.backends import MODEL_FILES, metrics  # noqa: E402
+from rayfit.backends import MODEL_FILES, gpu_usage, metrics  # noqa: E402
 from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
 from rayfit.backends.tf_optim import build_groups  # noqa: E402
 from rayfit.config import ExperimentConfig  # noqa: E402
@@ -319,9 +319,13 @@ class TFBackend:
         self._lrs = list(lrs)
 
     def memory_metrics(self) -> dict[str, float]:
-        """Peak memory in MB: GPU memory on a GPU, the process's peak RSS on CPU."""
+        """Peak memory in MB: on a GPU the peak GPU memory allocated (TF reports no reserved figure)
+        and the GPU's utilization; on CPU the process's peak RSS."""
         if self.device.startswith("/GPU"):
-            return {"peak_memory_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
+            return {  # resolve_device trains on /GPU:0
+                "peak_memory_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20,
+                **gpu_usage.utilization(0),
+            }
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     # ------------------------------------------------------------------------------- state

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rayfit.backends import MODEL_FILES, metrics
+from rayfit.backends import MODEL_FILES, gpu_usage, metrics
 from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
@@ -226,9 +226,15 @@ class TorchBackend:
             group["lr"] = lr
 
     def memory_metrics(self) -> dict[str, float]:
-        """Peak memory in MB: GPU memory allocated on CUDA, the process's peak RSS on CPU."""
+        """Peak memory in MB: on CUDA the peak GPU memory allocated and reserved (by torch's caching
+        allocator) since the start, and the GPU's utilization; on CPU the process's peak RSS."""
         if self.device.type == "cuda":
-            return {"peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            return {
+                "peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+                "gpu_peak_reserved_mb": torch.cuda.max_memory_reserved(self.device) / 2**20,
+                **gpu_usage.utilization(index),
+            }
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     # ------------------------------------------------------------------------------- state
