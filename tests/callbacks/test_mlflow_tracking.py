@@ -4,6 +4,7 @@ model that loads back (pytorch or tensorflow flavor); also against a real `mlflo
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
+from rayfit.callbacks.mlflow_tracking import create_sqlite_store
 from rayfit.inference import SavedModel
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
@@ -106,3 +108,25 @@ def test_tracking_uri_takes_a_real_mlflow_server(make_experiment, mlflow_server)
     assert "history/history.csv" in artifact_paths(client, run.info.run_id)
     assert not Path("mlflow.db").exists()  # nothing went to the default local store
     assert np.isfinite(run.data.metrics["test_loss"])
+
+
+def test_a_new_sqlite_store_is_created_at_mlflows_latest_schema(tmp_path):
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    path = tmp_path / "new.db"
+    create_sqlite_store(f"sqlite:///{path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db"]  # no temp file left
+    with sqlite3.connect(path) as db:
+        assert db.execute("select version_num from alembic_version").fetchall() == [
+            (_get_latest_schema_revision(),)]  # MLflow will not migrate it again
+    client = MlflowClient(f"sqlite:///{path}")
+    run = client.create_run(client.create_experiment("e"))
+    client.log_metric(run.info.run_id, "loss", 0.5, step=1)
+    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 0.5
+
+
+def test_an_existing_store_is_left_as_it_is(tmp_path):
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(b"not replaced")
+    create_sqlite_store(f"sqlite:///{path}")
+    assert path.read_bytes() == b"not replaced"
