@@ -189,6 +189,8 @@ class TFBackend:
         apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
         lo, hi = data
         self._step(self._perm, lo, hi, apply)  # traced once per value of apply
+        if self.device.startswith("/GPU"):  # the step ends inside the loop's step time; the NaN
+            self._last_loss.numpy()  # check right after would wait for it anyway
 
     def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:
         with tf.device(self.device):

@@ -135,6 +135,8 @@ class TorchBackend:
         if self.classification:
             self._correct.add_((out.argmax(1) == y).sum())
         self._seen += len(y)
+        if self.device.type == "cuda":  # the step's kernels end inside the loop's step time; the
+            torch.cuda.synchronize(self.device)  # NaN check right after would wait for them anyway
 
     def _optimizer_step(self) -> None:
         if self.clip_norm or self.clip_value:

@@ -140,7 +140,7 @@ class EpochLoop:
         state, backend = self.state, self.backend
         elapsed = state.epoch_elapsed_s
         summing = time.perf_counter()
-        # on a GPU the steps' queued work finishes here, so this wait counts as stepping
+        # a collective with several ranks: waiting for the slower ones counts as stepping
         metrics = {"epoch": float(state.epoch + 1), **backend.train_metrics()}
         self.clock.add("step", time.perf_counter() - summing)
         metrics.update(self.validate())
