@@ -90,7 +90,10 @@ class ScriptedBackend:
 
     def reset_train_metrics(self) -> None: ...
 
-    def train_step(self, batch: int) -> None:
+    def fetch_batch(self, batch: int) -> int:
+        return batch
+
+    def train_step(self, batch: int, data: int) -> None:
         self.weights += 1
 
     def train_metrics(self) -> dict[str, float]:

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer, load_experiment
 from rayfit.callbacks.mlflow_tracking import RUN_DIR_TAG
+from rayfit.loop.epoch_clock import TIME_KEYS
 
 # A user model (by import path) that sleeps in training forward passes, so a test can kill the
 # process in the middle of a run. Dropout makes the result depend on the restored RNG state.
@@ -60,7 +61,7 @@ def build(n_inputs, n_outputs):
     return keras.Model(inputs, keras.layers.Dense(n_outputs)(keras.layers.Dropout(0.2)(hidden)))
 """
 SLOW_MODELS = {"torch": SLOW_TORCH_MODEL, "tensorflow": SLOW_KERAS_MODEL}
-TIMING = {"epoch_time_s", "samples_per_s", "peak_memory_mb"}
+TIMING = {"epoch_time_s", "samples_per_s", "peak_memory_mb", *TIME_KEYS}
 BATCHES_PER_EPOCH = 20  # digits: 1257 training rows / batch 64
 
 

@@ -211,6 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rayfit.loop import TrainingFailed
     from rayfit.run_folder import RunFinished
     from rayfit.summary import summary_lines
+    from rayfit.timing import hint
     from rayfit.trainer import Trainer
 
     started = time.monotonic()
@@ -236,6 +237,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "stop_reason": result.stop_reason, **result.test_metrics}, indent=1))
     else:
         print("\n".join(summary_lines(result, trainer.config, time.monotonic() - started)))
+    advice = hint(result.history)
+    if advice:
+        print(f"hint: {advice}", file=sys.stderr)  # stderr: with --json, stdout is one JSON document
     reason = result.stop_reason or ""
     if result.interrupted and "received SIG" in reason:  # the shell's convention for a signal
         return 128 + (2 if "SIGINT" in reason else 15)

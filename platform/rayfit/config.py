@@ -220,6 +220,9 @@ class TrackingConfig(Section):
     system_metrics_s: float = Field(
         10.0, ge=0, description="seconds between CPU/memory/GPU samples logged to MLflow; 0 = off"
     )
+    tensorboard: bool = Field(
+        False, description="also write the epoch metrics as TensorBoard scalars in runs/NAME/tensorboard"
+    )
 
 
 class ScalingConfig(Section):

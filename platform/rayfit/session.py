@@ -25,6 +25,7 @@ from rayfit.callbacks.lr_schedule import LRScheduler, total_positions
 from rayfit.callbacks.mlflow_tracking import MlflowTracking, open_mlflow_run, tracking_uri
 from rayfit.callbacks.nan_guard import NanGuard
 from rayfit.callbacks.signals import GracefulStop
+from rayfit.callbacks.tensorboard import TensorBoardLogger
 from rayfit.config import ExperimentConfig
 from rayfit.control import RunControl
 from rayfit.data import Prepared, load_dataset
@@ -141,6 +142,8 @@ class Session:
             callbacks.append(HistoryLogger(self.run.path))
         if self.tracking is not None:
             callbacks.append(self.tracking)
+        if self.rank == 0 and cfg.tracking.tensorboard:
+            callbacks.append(TensorBoardLogger(self.run.path / "tensorboard"))
         callbacks += [self.checkpointing, *extra]
         if self.events is not None:
             callbacks.append(EventStream(self.events, cfg.name))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
-from rayfit.callbacks.mlflow_tracking import open_mlflow_run
+from rayfit.callbacks.mlflow_tracking import create_sqlite_store, open_mlflow_run
 from rayfit.cli import main
 from rayfit.config import validate
 from rayfit.inference import SavedModel
@@ -144,3 +145,25 @@ def test_runs_are_found_by_their_exact_folder(tmp_path, mlflow_uri):
     ids = [open_mlflow_run(cfg, folder) for folder in folders]
     assert len(set(ids)) == len(folders)
     assert [open_mlflow_run(cfg, folder) for folder in reversed(folders)] == ids[::-1]
+
+
+def test_a_new_sqlite_store_is_created_at_mlflows_latest_schema(tmp_path):
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    path = tmp_path / "new.db"
+    create_sqlite_store(f"sqlite:///{path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db"]  # no temp file left
+    with sqlite3.connect(path) as db:
+        assert db.execute("select version_num from alembic_version").fetchall() == [
+            (_get_latest_schema_revision(),)]  # MLflow will not migrate it again
+    client = MlflowClient(f"sqlite:///{path}")
+    run = client.create_run(client.create_experiment("e"))
+    client.log_metric(run.info.run_id, "loss", 0.5, step=1)
+    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 0.5
+
+
+def test_an_existing_store_is_left_as_it_is(tmp_path):
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(b"not replaced")
+    create_sqlite_store(f"sqlite:///{path}")
+    assert path.read_bytes() == b"not replaced"

@@ -27,6 +27,7 @@ from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
 from rayfit.data.streaming import plan_stream
 from rayfit.inference import SavedModel
+from rayfit.loop.epoch_clock import TIME_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 from make_parquet_data import write_parquet_data  # noqa: E402
@@ -78,7 +79,7 @@ def build(n_inputs, n_outputs, pid_dir="", dropout=0.2):
     outputs = keras.layers.Dense(n_outputs)(keras.layers.Dropout(dropout)(hidden))
     return keras.Model(inputs, outputs)
 """
-TIMING = {"epoch_time_s", "samples_per_s", "peak_memory_mb"}
+TIMING = {"epoch_time_s", "samples_per_s", "peak_memory_mb", *TIME_KEYS}
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import ast
+import itertools
+import time
 from pathlib import Path
+
+import pytest
 
 import rayfit.loop as loop_package
 from rayfit.loop import Callback, EpochLoop, Event
+from rayfit.loop.epoch_clock import TIME_KEYS
 
 
 def test_every_event_names_a_callback_method():
@@ -91,3 +96,61 @@ def test_a_callback_stops_the_run_with_its_reason(scripted):
 
     state = EpochLoop(scripted([0.5, 0.4]), [StopAfterFirst()], epochs=2).train()
     assert (state.epoch, state.stop_reason) == (1, "enough")
+
+
+class SlowBackend:
+    """Scripted backend whose data, steps and evaluation take known times."""
+
+    FETCH_S, STEP_S, EVAL_S = 0.01, 0.02, 0.03
+
+    def __init__(self, scripted) -> None:
+        self.inner = scripted([0.5, 0.4, 0.3], batches_per_epoch=3)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def fetch_batch(self, batch):
+        time.sleep(self.FETCH_S)
+        return batch
+
+    def train_step(self, batch, data):
+        time.sleep(self.STEP_S)
+        self.inner.train_step(batch, data)
+
+    def evaluate(self, split):
+        time.sleep(self.EVAL_S)
+        return self.inner.evaluate(split)
+
+
+class SlowCallbacks(Callback):
+    """Records when each row is made; its batch and epoch-end work take known times."""
+
+    BATCH_S, EPOCH_END_S = 0.005, 0.05
+
+    def __init__(self) -> None:
+        self.row_times: list[float] = []
+
+    def on_batch_end(self, loop):
+        time.sleep(self.BATCH_S)
+
+    def on_epoch_end(self, loop, metrics):
+        self.row_times.append(time.perf_counter())
+        time.sleep(self.EPOCH_END_S)
+
+
+def test_history_splits_each_epoch_into_data_steps_eval_and_callbacks(scripted):
+    callbacks = SlowCallbacks()
+    state = EpochLoop(SlowBackend(scripted), [callbacks], epochs=3).train()
+    b = SlowBackend
+    for i, row in enumerate(state.history):
+        assert set(TIME_KEYS) <= set(row)
+        # a sleep lasts at least its time; a busy machine may stretch it
+        assert 3 * b.FETCH_S <= row["time_data_s"] < 3 * b.FETCH_S + 0.05
+        assert 3 * b.STEP_S <= row["time_step_s"] < 3 * b.STEP_S + 0.05
+        assert b.EVAL_S <= row["time_eval_s"] < b.EVAL_S + 0.05
+        # epoch N's end callbacks run after its row is made: they count in row N+1
+        callbacks_s = 3 * SlowCallbacks.BATCH_S + (SlowCallbacks.EPOCH_END_S if i else 0.0)
+        assert callbacks_s <= row["time_callbacks_s"] < callbacks_s + 0.05
+    # the parts add up to the wall time from one row to the next
+    for row, (before, after) in zip(state.history[1:], itertools.pairwise(callbacks.row_times)):
+        assert sum(row[key] for key in TIME_KEYS) == pytest.approx(after - before, abs=2e-3)

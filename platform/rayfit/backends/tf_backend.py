@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from rayfit.backends import MODEL_FILES, metrics  # noqa: E402
+from rayfit.backends import MODEL_FILES, gpu_usage, metrics  # noqa: E402
 from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
 from rayfit.backends.tf_optim import build_groups  # noqa: E402
 from rayfit.config import ExperimentConfig  # noqa: E402
@@ -178,12 +178,19 @@ class TFBackend:
     def begin_epoch(self, epoch: int) -> None:
         self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch))
 
-    def train_step(self, batch: int) -> None:
-        apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
+    def fetch_batch(self, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """The bounds of this worker's rows in the epoch's permutation; the rows themselves are
+        gathered inside the compiled step (one call into TF per batch)."""
         first = batch * self.global_batch  # this worker's contiguous part of the global batch
         rows = share(min(self.global_batch, self.train_samples - first), self.rank, self.world_size)
-        lo, hi = tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
+        return tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
+
+    def train_step(self, batch: int, data: tuple[tf.Tensor, tf.Tensor]) -> None:
+        apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
+        lo, hi = data
         self._step(self._perm, lo, hi, apply)  # traced once per value of apply
+        if self.device.startswith("/GPU"):  # the step ends inside the loop's step time; the NaN
+            self._last_loss.numpy()  # check right after would wait for it anyway
 
     def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:
         with tf.device(self.device):
@@ -318,9 +325,13 @@ class TFBackend:
         self._lrs = list(lrs)
 
     def memory_metrics(self) -> dict[str, float]:
-        """Peak memory in MB: GPU memory on a GPU, the process's peak RSS on CPU."""
+        """Peak memory in MB: on a GPU the peak GPU memory allocated (TF reports no reserved figure)
+        and the GPU's utilization; on CPU the process's peak RSS."""
         if self.device.startswith("/GPU"):
-            return {"peak_memory_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
+            return {  # resolve_device trains on /GPU:0
+                "peak_memory_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20,
+                **gpu_usage.utilization(0),
+            }
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     # ------------------------------------------------------------------------------- state

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rayfit.backends import MODEL_FILES, metrics
+from rayfit.backends import MODEL_FILES, gpu_usage, metrics
 from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
@@ -114,8 +114,12 @@ class TorchBackend:
         self.model.train()
         self.batches.begin_epoch(epoch)
 
-    def train_step(self, batch: int) -> None:
-        x, y = self.batches.train_batch(batch)
+    def fetch_batch(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of train batch `batch`: an index into tensors in memory, or the next streamed block."""
+        return self.batches.train_batch(batch)
+
+    def train_step(self, batch: int, data: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = data
         with self._autocast():
             out = self.train_model(x)
             loss = self._loss(out, y)
@@ -131,6 +135,8 @@ class TorchBackend:
         if self.classification:
             self._correct.add_((out.argmax(1) == y).sum())
         self._seen += len(y)
+        if self.device.type == "cuda":  # the step's kernels end inside the loop's step time; the
+            torch.cuda.synchronize(self.device)  # NaN check right after would wait for them anyway
 
     def _optimizer_step(self) -> None:
         if self.clip_norm or self.clip_value:
@@ -228,9 +234,15 @@ class TorchBackend:
             group["lr"] = lr
 
     def memory_metrics(self) -> dict[str, float]:
-        """Peak memory in MB: GPU memory allocated on CUDA, the process's peak RSS on CPU."""
+        """Peak memory in MB: on CUDA the peak GPU memory allocated and reserved (by torch's caching
+        allocator) since the start, and the GPU's utilization; on CPU the process's peak RSS."""
         if self.device.type == "cuda":
-            return {"peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            return {
+                "peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+                "gpu_peak_reserved_mb": torch.cuda.max_memory_reserved(self.device) / 2**20,
+                **gpu_usage.utilization(index),
+            }
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     # ------------------------------------------------------------------------------- state

@@ -7,6 +7,7 @@ works the same in a Ray worker as in-process.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,50 @@ def artifact_root(cfg: ExperimentConfig) -> str | None:
     return (database.parent / "mlruns" / cfg.tracking.experiment).as_uri()
 
 
+def create_sqlite_store(uri: str) -> None:
+    """Create a new SQLite store's tables fast, if `uri` names a SQLite file that does not exist.
+
+    MLflow creates them by running its schema migrations, each committed with an fsync: seconds on
+    a busy disk, most of a first run's start-up. Here they run on a temp file next to it with
+    synchronous=OFF and the journal in memory; the file is fsynced once and then linked into place, never over a store that
+    appeared meanwhile. If this fails (another MLflow version's internals), MLflow creates the
+    store itself on first use, as before."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.exists() or not path.parent.is_dir():
+        return
+    import sqlalchemy
+    from mlflow.store.db.utils import _all_tables_exist, _initialize_tables
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    sqlalchemy.event.listen(engine, "connect", _unsynced)
+    try:
+        _initialize_tables(engine)
+        engine.dispose()
+        if not _all_tables_exist(sqlalchemy.create_engine(f"sqlite:///{tmp}")):
+            return
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.link(tmp, path)  # fails if a store appeared meanwhile: that one is kept
+    except Exception as exc:  # MLflow creates the store the slow way
+        log.debug("fast creation of %s failed: %s", path, exc)
+    finally:
+        engine.dispose()
+        tmp.unlink(missing_ok=True)
+
+
+def _unsynced(connection: Any, _record: Any) -> None:
+    """No fsync and no journal file per commit: a crash only loses the temp file."""
+    connection.execute("PRAGMA synchronous=OFF")
+    connection.execute("PRAGMA journal_mode=MEMORY")
+
+
 def open_mlflow_run(cfg: ExperimentConfig, run_dir: Path) -> str:
     """The id of the MLflow run for `run_dir`: the existing one on resume, else a new one with the
     flattened config as params."""
+    create_sqlite_store(tracking_uri(cfg))
     try:
         client = MlflowClient(tracking_uri(cfg))
     except UnsupportedModelRegistryStoreURIException as exc:  # what MLflow raises for unknown schemes

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rayfit.loop.callback import Callback
+from rayfit.loop.epoch_clock import EpochClock
 from rayfit.loop.events import Event
 from rayfit.loop.state import LoopState
 
@@ -34,7 +35,8 @@ class Backend(Protocol):
 
     def begin_epoch(self, epoch: int) -> None: ...
     def reset_train_metrics(self) -> None: ...
-    def train_step(self, batch: int) -> None: ...
+    def fetch_batch(self, batch: int) -> Any: ...  # the batch's data, as train_step takes it
+    def train_step(self, batch: int, data: Any) -> None: ...
     def train_metrics(self) -> dict[str, float]: ...
     def running_metrics(self) -> dict[str, float]: ...
     def last_loss(self) -> float: ...
@@ -60,6 +62,7 @@ class EpochLoop:
         self.callbacks = list(callbacks)
         self.epochs = epochs
         self.state = LoopState()
+        self.clock = EpochClock()
         # Only callbacks that override a method are called for it: the per-batch events stay
         # free for the callbacks that do not care about batches.
         self._listeners = {
@@ -80,6 +83,7 @@ class EpochLoop:
     def train(self) -> LoopState:
         """Train until the last epoch or until a callback stops the run; say why it stopped."""
         state = self.state
+        self.clock.start()
         try:
             self.dispatch(Event.TRAIN_BEGIN)
             while state.epoch < self.epochs and not state.should_stop:
@@ -106,28 +110,46 @@ class EpochLoop:
             backend.reset_train_metrics()
             state.epoch_elapsed_s = 0.0
         self.dispatch(Event.EPOCH_BEGIN)
-        backend.begin_epoch(state.epoch)
-        started = time.perf_counter() - state.epoch_elapsed_s
-        for batch in range(state.batch_in_epoch, backend.batches_per_epoch):
-            self.dispatch(Event.BATCH_BEGIN)
-            backend.train_step(batch)
-            state.batch_in_epoch = batch + 1
-            state.step += 1
-            state.epoch_elapsed_s = time.perf_counter() - started
-            self.dispatch(Event.BATCH_END)
-            if state.halted:
-                return
+        preparing = time.perf_counter()
+        backend.begin_epoch(state.epoch)  # the epoch's shuffle or data stream: waiting for data
+        started = time.perf_counter()
+        data_s, step_s = started - preparing, 0.0
+        started -= state.epoch_elapsed_s
+        try:
+            for batch in range(state.batch_in_epoch, backend.batches_per_epoch):
+                self.dispatch(Event.BATCH_BEGIN)
+                fetching = time.perf_counter()
+                data = backend.fetch_batch(batch)
+                stepping = time.perf_counter()
+                backend.train_step(batch, data)
+                now = time.perf_counter()
+                data_s += stepping - fetching
+                step_s += now - stepping
+                state.batch_in_epoch = batch + 1
+                state.step += 1
+                state.epoch_elapsed_s = now - started
+                self.dispatch(Event.BATCH_END)
+                if state.halted:
+                    return
+        finally:
+            self.clock.add("data", data_s)
+            self.clock.add("step", step_s)
 
     def end_epoch(self) -> dict[str, float]:
-        """Close the epoch: train and validation metrics, timing, memory; append to history."""
+        """Close the epoch: train and validation metrics, timing (see EpochClock), memory; append
+        to history."""
         state, backend = self.state, self.backend
         elapsed = state.epoch_elapsed_s
+        summing = time.perf_counter()
+        # a collective with several ranks: waiting for the slower ones counts as stepping
         metrics = {"epoch": float(state.epoch + 1), **backend.train_metrics()}
+        self.clock.add("step", time.perf_counter() - summing)
         metrics.update(self.validate())
         metrics["learning_rate"] = backend.learning_rates()[0]
         metrics["epoch_time_s"] = elapsed
         metrics["samples_per_s"] = backend.train_samples / elapsed if elapsed > 0 else 0.0
         metrics.update(backend.memory_metrics())
+        metrics.update(self.clock.row())
         state.history.append(metrics)
         state.epoch += 1
         state.batch_in_epoch = 0
@@ -138,7 +160,9 @@ class EpochLoop:
         if not self.backend.has_split("val"):
             return {}
         self.dispatch(Event.VALIDATION_BEGIN)
+        evaluating = time.perf_counter()
         metrics = {f"val_{k}": v for k, v in self.backend.evaluate("val").items()}
+        self.clock.add("eval", time.perf_counter() - evaluating)
         self.dispatch(Event.VALIDATION_END, metrics)
         return metrics
 
