@@ -24,6 +24,8 @@ from rayfit import Trainer, load_experiment
 from rayfit.callbacks.mlflow_tracking import RUN_DIR_TAG
 from rayfit.loop.epoch_clock import TIME_KEYS
 
+pytestmark = pytest.mark.slow  # real processes and Ray clusters: not in the fast tier
+
 # A user model (by import path) that sleeps in training forward passes, so a test can kill the
 # process in the middle of a run. Dropout makes the result depend on the restored RNG state.
 SLOW_TORCH_MODEL = """

@@ -33,3 +33,21 @@ def configure(verbose: bool) -> None:
         os.environ[MLFLOW_LEVEL_ENV] = "WARNING" if quiet else "INFO"
     for name in QUIET_LIBRARIES:  # for libraries already imported (the CLI called in-process)
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def verbose() -> bool:
+    """`rayfit -v` was given (in this process or the driver that started it)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def worker_env() -> dict[str, str]:
+    """What a Ray worker's environment needs to be as quiet (or verbose) as its driver."""
+    return {VERBOSE_ENV: "1" if verbose() else "0", MLFLOW_LEVEL_ENV: "INFO" if verbose() else "WARNING"}
+
+
+def configure_worker() -> None:
+    """In a Ray Train worker: Ray Train sets the root logger to INFO there; keep libraries at WARNING
+    unless verbose (MLflow, imported before, has a handler and level of its own)."""
+    if not verbose():
+        for name in ("", *QUIET_LIBRARIES):
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -17,13 +17,11 @@ import numpy as np
 from rayfit.backends import metrics
 from rayfit.callbacks.lr_schedule import LRScheduler
 from rayfit.errors import ConfigError, first_line
+from rayfit.loop.loop import LOOP_METRICS
 
 if TYPE_CHECKING:
     from rayfit.session import Session
 
-# What EpochLoop.end_epoch adds to the backend's metrics each epoch (a test compares this with a
-# real epoch's metrics, so a change to the loop shows here).
-LOOP_METRICS = ("epoch", "learning_rate", "epoch_time_s", "samples_per_s")
 FORWARD_ROWS = 2
 
 

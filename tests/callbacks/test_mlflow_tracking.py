@@ -103,6 +103,7 @@ def mlflow_server(tmp_path: Path):
     server.wait(timeout=30)
 
 
+@pytest.mark.slow  # a real `mlflow server` process
 def test_tracking_uri_takes_a_real_mlflow_server(make_experiment, mlflow_server):
     experiment = make_experiment(
         trainer={"epochs": 2}, tracking={"enabled": True, "uri": mlflow_server, "experiment": "served"}

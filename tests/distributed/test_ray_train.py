@@ -32,6 +32,8 @@ from rayfit.loop.epoch_clock import TIME_KEYS
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 from make_parquet_data import write_parquet_data  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real processes and Ray clusters: not in the fast tier
+
 # A user model that sleeps in training forward passes (so a test can kill a worker mid-epoch),
 # has dropout (so each rank's RNG must be restored) and writes its worker's pid per rank.
 SLOW_MODEL = """

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+pytestmark = pytest.mark.slow  # real processes and Ray clusters: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 # The head and its jobs run this environment's python; clients send the token that Ray 2.60's

@@ -14,6 +14,7 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from rayfit import logs
 from rayfit.callbacks.signals import signals_pause
 from rayfit.config import ExperimentConfig, ScalingConfig
 from rayfit.control import RunControl
@@ -53,20 +54,15 @@ def connect(scaling: ScalingConfig) -> None:
         check_reachable(address)
     elif not address:
         address = recorded_cluster()
-    if not verbose():  # said once per local Ray start, about Ray's defaults, not about this run
+    if not logs.verbose():  # said once per local Ray start, about Ray's defaults, not about this run
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         ray.init(
             address=address, log_to_driver=True, configure_logging=False,
-            logging_config=None if verbose() else ray.LoggingConfig(encoding="TEXT", log_level="WARNING"),
+            logging_config=None if logs.verbose() else ray.LoggingConfig(encoding="TEXT", log_level="WARNING"),
         )
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
         raise ConfigError(f"scaling.address: cannot connect to Ray at {address!r} ({exc})") from exc
-
-
-def verbose() -> bool:
-    """`rayfit -v` (RAYFIT_VERBOSE=1): show Ray's own INFO lines, from the driver and the workers."""
-    return os.environ.get("RAYFIT_VERBOSE") == "1"
 
 
 def recorded_cluster(timeout_s: float = 3.0) -> str:
@@ -181,11 +177,11 @@ def fit_with_ray(
             # show twice in the driver's output.
             worker_runtime_env={
                 "env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING",
-                             "RAYFIT_VERBOSE": "1" if verbose() else "0"}
+                             **logs.worker_env()}
             },
             # the controller's and workers' own lines (each report, each checkpoint path, the group's
             # start): the progress display says what matters; `rayfit -v` shows them all
-            logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING"),
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if logs.verbose() else "WARNING"),
         ),
     )
     try:

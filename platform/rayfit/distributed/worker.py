@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 
+from rayfit import logs
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.config import validate
 from rayfit.distributed.ray_report import CHECKPOINT_STEM, RayReport
@@ -26,9 +26,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     A failed run (NaN) is recorded in run.json and returns normally: Ray would otherwise restart
     the group and fail the same way max_failures times."""
-    if os.environ.get("RAYFIT_VERBOSE") != "1":  # Ray Train sets the root logger to INFO here
-        for name in ("", "mlflow"):  # MLflow has a handler of its own
-            logging.getLogger(name).setLevel(logging.WARNING)
+    logs.configure_worker()
     cfg = validate(config["experiment"], source="worker config")
     run = RunFolder(Path(config["run_dir"]))
     rank = ray.train.get_context().get_world_rank()

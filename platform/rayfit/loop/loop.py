@@ -15,11 +15,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from rayfit.loop.callback import Callback
-from rayfit.loop.epoch_clock import EpochClock
+from rayfit.loop.epoch_clock import TIME_KEYS, EpochClock
 from rayfit.loop.events import Event
 from rayfit.loop.state import LoopState
 
 log = logging.getLogger("rayfit")
+# What end_epoch adds to the backend's train, validation and memory metrics each epoch.
+LOOP_METRICS = ("epoch", "learning_rate", "epoch_time_s", "samples_per_s", *TIME_KEYS)
 
 
 class TrainingFailed(Exception):
