@@ -113,7 +113,7 @@ def test_a_copied_project_resumes_and_evaluates_its_own_data(
 
     assert main(["train", "csvrun.yaml", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", "csvrun"]) == 0
+    assert main(["evaluate", "csvrun", "--json"]) == 0
 
     out, err = capsys.readouterr()
     assert json.loads(out)["test_loss"] == pytest.approx(trained["test_loss"], rel=1e-5)
@@ -130,7 +130,7 @@ def test_evaluate_warns_when_the_data_no_longer_gives_the_runs_test_split(
 
     def warnings_of_evaluate() -> list[str]:
         caplog.clear()
-        assert main(["evaluate", "csvrun"]) == 0
+        assert main(["evaluate", "csvrun", "--json"]) == 0
         return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
     assert warnings_of_evaluate() == []

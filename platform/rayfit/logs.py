@@ -14,6 +14,7 @@ import sys
 QUIET_LIBRARIES = ("mlflow", "alembic", "huey")
 VERBOSE_ENV = "RAYFIT_VERBOSE"  # the Ray code reads it to let Ray's own lines through
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
+_handler: logging.Handler | None = None  # the one handler configure() added to the root logger
 
 
 def configure(verbose: bool) -> None:
@@ -21,8 +22,14 @@ def configure(verbose: bool) -> None:
     quiet = not verbose
     # Libraries log to the root logger (matplotlib's "generated new fontManager", ...): it shows their
     # warnings only; rayfit's own loggers are children of "rayfit" and keep their INFO lines.
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr, force=True)
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:  # the CLI called again in one process (tests): replace only our own
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)  # the stderr of now (a test may have swapped it)
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(_handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("rayfit").setLevel(logging.INFO)
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
