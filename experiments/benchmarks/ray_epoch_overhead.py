@@ -8,6 +8,7 @@ checkpoints every epoch, export), after `ray.init` (timed apart). Jobs: the READ
 Runs are interleaved over --repeats; the table shows medians.
 
     .venv/bin/python experiments/benchmarks/ray_epoch_overhead.py [--short 4] [--long 24] [--repeats 2]
+        [--jobs digits 100k]
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", type=int, default=4)
     parser.add_argument("--long", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--jobs", nargs="+", choices=["digits", "100k"], default=["digits", "100k"])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -72,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         ray.init(include_dashboard=False, log_to_driver=False)
         ray_init_s = time.perf_counter() - started
-        jobs = {"digits demo": digits_job(), "100k x 32 MLP": wide_job(folder)}
+        jobs = {"digits demo": digits_job, "100k x 32 MLP": lambda: wide_job(folder)}
+        jobs = {label: make() for label, make in jobs.items() if label.split()[0] in args.jobs}
         walls: dict[tuple[str, int, int], list[float]] = {}
-        fit_wall(folder, jobs["digits demo"], "warmup", 0, 1, mlflow_uri)  # MLflow store, imports
+        fit_wall(folder, digits_job(), "warmup", 0, 1, mlflow_uri)  # MLflow store, imports
         for _ in range(args.repeats):
             for label, job in jobs.items():
                 for workers in (0, 1):
