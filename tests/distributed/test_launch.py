@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import shutil
 import socket
@@ -104,7 +105,8 @@ def test_a_cluster_that_dies_mid_run_ends_the_driver_with_one_line(tmp_path):
     port = dead_address().rsplit(":", 1)[1]
     (tmp_path / "slow_model.py").write_text(SLOW_MODEL)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
-        "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+        "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "RAY_AUTH_MODE": "token"}  # `ray start` enables token auth; clients then send ~/.ray's token
     head = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", "--num-cpus=2",
             "--include-dashboard=false", f"--temp-dir={ray_tmp}", "--node-ip-address=127.0.0.1",
             "--disable-usage-stats"]
@@ -118,7 +120,7 @@ def test_a_cluster_that_dies_mid_run_ends_the_driver_with_one_line(tmp_path):
         events = tmp_path / "runs" / "tiny" / "events.jsonl"
         deadline = time.monotonic() + 240
         while not (events.is_file() and '"type": "epoch"' in events.read_text()):
-            assert driver.poll() is None and time.monotonic() < deadline, "no epoch before the kill"
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[1][-3000:]
             time.sleep(0.5)
         head_processes = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout
         for pid in map(int, head_processes.split()):
@@ -131,9 +133,11 @@ def test_a_cluster_that_dies_mid_run_ends_the_driver_with_one_line(tmp_path):
         for pid in map(int, leftover.split()):
             os.kill(pid, 9)
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert time.monotonic() - killed < 60
+    took = time.monotonic() - killed
     assert driver.returncode == 1, err[-3000:]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: scaling.address: the Ray cluster at 127.0.0.1:{port} stopped answering for 10 s; "
-                      "the run folder keeps its last checkpoint: run the same command again once the cluster is back"]
-    assert "Traceback" not in err
+    assert len(errors) == 1 and re.fullmatch(
+        rf"error: scaling\.address: the Ray cluster at [0-9.]+:{port} stopped answering; the run folder keeps "
+        r"its last checkpoint: run the same command again once the cluster is back", errors[0]), err[-3000:]
+    assert "rayfit/" not in err  # no traceback through rayfit (Ray's own threads may still print theirs)
+    assert took < 60, f"took {took:.0f} s"

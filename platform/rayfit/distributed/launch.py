@@ -195,8 +195,8 @@ def fit_with_ray(
 
 def fit_watching_cluster(trainer: Any) -> None:
     """`trainer.fit()` in a thread while this one checks every 2 s that the cluster still answers.
-    One silent for CLUSTER_PATIENCE_S raises ClusterLost: Ray's client would block for a minute,
-    then abort the process with its own fatal log."""
+    One silent for CLUSTER_PATIENCE_S, or a fit that fails while it is silent, raises ClusterLost:
+    Ray's client would block for a minute, then abort the process with its own fatal log."""
     outcome: dict[str, BaseException] = {}
 
     def fit() -> None:
@@ -213,16 +213,25 @@ def fit_watching_cluster(trainer: Any) -> None:
         thread.join(2.0)
         if not thread.is_alive():
             break
-        try:
-            check_reachable(gcs, timeout_s=2.0)
-            silent_since = None
-        except ConfigError:
-            silent_since = silent_since or time.monotonic()
-            if time.monotonic() - silent_since > CLUSTER_PATIENCE_S:
-                raise ClusterLost(
-                    f"scaling.address: the Ray cluster at {gcs} stopped answering for "
-                    f"{CLUSTER_PATIENCE_S:g} s; the run folder keeps its last checkpoint: run the same "
-                    "command again once the cluster is back"
-                ) from None
+        silent_since = None if answers(gcs) else silent_since or time.monotonic()
+        if silent_since is not None and time.monotonic() - silent_since > CLUSTER_PATIENCE_S:
+            raise cluster_lost(gcs)
     if "error" in outcome:
+        if not answers(gcs):
+            raise cluster_lost(gcs) from outcome["error"]
         raise outcome["error"]
+
+
+def answers(address: str) -> bool:
+    try:
+        check_reachable(address, timeout_s=2.0)
+    except ConfigError:
+        return False
+    return True
+
+
+def cluster_lost(gcs: str) -> ClusterLost:
+    return ClusterLost(
+        f"scaling.address: the Ray cluster at {gcs} stopped answering; the run folder keeps its last "
+        "checkpoint: run the same command again once the cluster is back"
+    )
