@@ -306,6 +306,24 @@ def test_streamed_parquet_trains_and_scores_exactly_the_test_rows(workers, ray_c
     assert len(ray_checkpoints) == (1 if workers else 0)  # Ray Train's run went to the URI
 
 
+def test_a_ray_run_in_a_pipe_prints_epoch_lines_and_a_summary_but_no_ray_lines(workdir, ray_cluster):
+    """`rayfit train` on the Ray path with its output piped (a CI log, `ray job submit`): one line
+    per epoch from the workers' event stream and one summary, none of Ray's per-report lines or
+    checkpoint paths, no bars."""
+    experiment = write(workdir, "piped", trainer={"epochs": 2, "progress": "auto"}, scaling={"num_workers": 1})
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    done = subprocess.run([sys.executable, "-m", "rayfit.cli", "train", str(experiment)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert [line.split(" train_loss")[0] for line in done.stdout.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/2", "epoch 2/2"]
+    assert "piped finished after 2 epoch(s)" in done.stdout and "━" not in out
+    for line in ("Reporting training result", "Checkpoint successfully created", "Attempting to start",
+                 "INFO mlflow"):
+        assert line not in out
+
+
 def test_losing_a_node_finishes_on_what_remains(workdir, monkeypatch):
     """Two nodes (head and worker, 1 CPU each) on this machine; 2 elastic workers spread over
     them; the worker node is removed mid-run; the group restarts with 1 worker and finishes."""
@@ -379,21 +397,3 @@ def test_pause_through_the_control_channel_with_two_workers_then_resume(slow_ref
     assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})  # in order, none twice
     starts = json.loads((run_dir / "run.json").read_text())["attempts"]
     assert [a["step"] for a in starts] == [0, paused_at.step]
-
-
-def test_a_ray_run_in_a_pipe_prints_epoch_lines_and_a_summary_but_no_ray_lines(workdir, ray_cluster):
-    """`rayfit train` on the Ray path with its output piped (a CI log, `ray job submit`): one line
-    per epoch from the workers' event stream and one summary, none of Ray's per-report lines or
-    checkpoint paths, no bars."""
-    experiment = write(workdir, "piped", trainer={"epochs": 2, "progress": "auto"}, scaling={"num_workers": 1})
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
-    done = subprocess.run([sys.executable, "-m", "rayfit.cli", "train", str(experiment)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout + done.stderr
-    assert [line.split(" train_loss")[0] for line in done.stdout.splitlines() if line.startswith("epoch ")] == [
-        "epoch 1/2", "epoch 2/2"]
-    assert "piped finished after 2 epoch(s)" in done.stdout and "━" not in out
-    for line in ("Reporting training result", "Checkpoint successfully created", "Attempting to start",
-                 "INFO mlflow"):
-        assert line not in out
