@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import math
 
+from rayfit.callbacks.monitor import resolve_mode
 from rayfit.config import ExperimentConfig
 from rayfit.session import FitResult
 
 
 def best_epoch(history: list[dict[str, float]], monitor: str, mode: str) -> dict[str, float] | None:
-    """The history row with the best `monitor` value (min for losses and errors unless mode says)."""
+    """The history row with the best `monitor` value, in the direction the checkpoints use."""
     rows = [r for r in history if isinstance(r.get(monitor), float) and math.isfinite(r[monitor])]
     if not rows:
         return None
-    if mode == "auto":
-        mode = "max" if any(word in monitor for word in ("acc", "f1", "auc", "r2")) else "min"
-    return (max if mode == "max" else min)(rows, key=lambda r: r[monitor])
+    best = max if resolve_mode(monitor, mode) == "max" else min
+    return best(rows, key=lambda r: r[monitor])
 
 
 def summary_lines(result: FitResult, cfg: ExperimentConfig, seconds: float) -> list[str]:

@@ -73,9 +73,7 @@ def recorded_cluster(timeout_s: float = 3.0) -> str:
     recorded = find_bootstrap_address(None)
     if not recorded:
         return "local"
-    try:
-        check_reachable(recorded, timeout_s)
-    except ConfigError:
+    if not answers(recorded, timeout_s):
         log.warning("the Ray cluster recorded at %s does not answer; starting a local Ray", recorded)
         return "local"
     return recorded
@@ -222,9 +220,10 @@ def fit_watching_cluster(trainer: Any) -> None:
         raise outcome["error"]
 
 
-def answers(address: str) -> bool:
+def answers(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether something listens at HOST:PORT within `timeout_s`."""
     try:
-        check_reachable(address, timeout_s=2.0)
+        check_reachable(address, timeout_s)
     except ConfigError:
         return False
     return True
