@@ -6,13 +6,21 @@ import json
 import logging
 import os
 import signal
+import time
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from rayfit import Trainer
+from rayfit.backends.tf_backend import TFBackend
+from rayfit.backends.torch_backend import TorchBackend
+from rayfit.callbacks.background_writes import BackgroundWrites
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.errors import CheckpointError
-from tests.conftest import CHECKPOINT_SUFFIX, read_checkpoint
+from rayfit.loop import Callback, EpochLoop
+from tests.conftest import CHECKPOINT_SUFFIX, checkpoint_arrays, read_checkpoint
 
 
 def test_best_k_and_last_n_both_hold_after_ten_epochs(make_experiment, backend):
@@ -148,3 +156,53 @@ def test_without_index_json_a_paused_run_resumes_from_its_checkpoint_files(make_
     assert f"resumed tiny from {sorted(before)[-1]}" in caplog.text  # not from epoch 0
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert before <= {p.name for p in folder.glob("ckpt-*")}
+
+
+class WeightsAtEpochEnd(Callback):
+    """Records the model's tensors at each epoch's end, after Checkpointing has run."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[np.ndarray]] = {}
+
+    def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
+        model = loop.backend.state_dict()["model"]
+        values = model.values() if isinstance(model, dict) else model
+        self.seen[loop.state.epoch] = [np.array(v.numpy() if hasattr(v, "numpy") else v) for v in values]
+
+
+def test_a_checkpoint_written_in_the_background_holds_its_own_epochs_weights(make_experiment, backend, monkeypatch):
+    """The write overlaps the next epoch, which changes the weights in place: the file must not see that."""
+    backend_class = TorchBackend if backend == "torch" else TFBackend
+    save_file = backend_class.save_file
+
+    def slow_save_file(self: Any, payload: dict[str, Any], path: Path) -> None:
+        time.sleep(0.3)  # a slow disk: the next epoch's steps run before the file is written
+        save_file(self, payload, path)
+
+    monkeypatch.setattr(backend_class, "save_file", slow_save_file)
+    recorder = WeightsAtEpochEnd()
+    experiment = make_experiment(backend=backend, trainer={"epochs": 4}, checkpoint={"keep_last": 4, "keep_best": 0})
+    result = Trainer(experiment, callbacks=[recorder]).fit()
+    folder = result.run_dir / "checkpoints"
+    files = sorted(folder.glob("ckpt-*"))
+    assert [int(f.name[10:14]) for f in files] == [1, 2, 3, 4]
+    for epoch, path in enumerate(files, start=1):
+        on_disk = checkpoint_arrays(path)
+        assert len(on_disk) == len(recorder.seen[epoch])
+        assert all(np.array_equal(a, b) for a, b in zip(on_disk, recorder.seen[epoch]))
+    assert not any(np.array_equal(a, b) for a, b in zip(recorder.seen[1], recorder.seen[4]))
+
+
+def test_a_failed_background_write_is_raised_by_the_next_save():
+    writes = BackgroundWrites()
+    done: list[int] = []
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writes.submit(lambda: done.append(1))
+    writes.submit(fail)
+    with pytest.raises(OSError, match="disk full"):
+        writes.submit(lambda: done.append(3))
+    writes.close()
+    assert done == [1]

@@ -148,19 +148,25 @@ def test_runs_are_found_by_their_exact_folder(tmp_path, mlflow_uri):
     assert [open_mlflow_run(cfg, folder) for folder in reversed(folders)] == ids[::-1]
 
 
-def test_a_new_sqlite_store_is_created_at_mlflows_latest_schema(tmp_path):
+def test_a_new_sqlite_store_is_created_at_mlflows_latest_schema(tmp_path, monkeypatch):
     from mlflow.store.db.utils import _get_latest_schema_revision
 
-    path = tmp_path / "new.db"
-    create_sqlite_store(f"sqlite:///{path}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db"]  # no temp file left
-    with sqlite3.connect(path) as db:
-        assert db.execute("select version_num from alembic_version").fetchall() == [
-            (_get_latest_schema_revision(),)]  # MLflow will not migrate it again
-    client = MlflowClient(f"sqlite:///{path}")
-    run = client.create_run(client.create_experiment("e"))
-    client.log_metric(run.info.run_id, "loss", 0.5, step=1)
-    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 0.5
+    monkeypatch.setenv("RAYFIT_CACHE", str(tmp_path / "cache"))
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("new.db", "second.db"):  # the second is a copy of the empty store built for the first
+        path = project / name
+        create_sqlite_store(f"sqlite:///{path}")
+        with sqlite3.connect(path) as db:
+            assert db.execute("select version_num from alembic_version").fetchall() == [
+                (_get_latest_schema_revision(),)]  # MLflow will not migrate it again
+        client = MlflowClient(f"sqlite:///{path}")
+        run = client.create_run(client.create_experiment("e"))
+        client.log_metric(run.info.run_id, "loss", 0.5, step=1)
+        assert client.get_metric_history(run.info.run_id, "loss")[0].value == 0.5
+        assert len(client.search_experiments()) == 2  # Default and e: nothing of the other store's
+    assert sorted(p.name for p in project.iterdir()) == ["new.db", "second.db"]  # no temp file left
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"mlflow-{mlflow.__version__}-empty.db"]
 
 
 def test_an_existing_store_is_left_as_it_is(tmp_path):

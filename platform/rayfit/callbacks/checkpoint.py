@@ -2,10 +2,13 @@
 
 `index.json` names the files that exist and which is latest; it is replaced atomically after the
 checkpoint file itself is in place, so a kill at any moment leaves the previous latest intact.
+The state is copied on the loop's thread and written on a background one (`BackgroundWrites`):
+a kill before that write ends loses only that checkpoint, and the resumed run redoes its epochs.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rayfit.callbacks.background_writes import BackgroundWrites
 from rayfit.callbacks.monitor import resolve_mode
 from rayfit.errors import CheckpointError, first_line
 from rayfit.loop import Callback, EpochLoop
@@ -141,6 +145,8 @@ class Checkpointing(Callback):
         # asynchronous writes) must be stored first, or a kill right after would lose it for good.
         self.flush = flush
         self.last_saved: tuple[int, Path | None] | None = None
+        self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the last save, written or not
+        self.writes = BackgroundWrites()
 
     def on_batch_end(self, loop: EpochLoop) -> None:
         if self.every_steps and loop.state.step % self.every_steps == 0:
@@ -155,39 +161,58 @@ class Checkpointing(Callback):
     def on_train_end(self, loop: EpochLoop) -> None:
         if loop.state.interrupted and not self._saved_now(loop):
             self.save(loop, metric=None)
+        self.writes.close()  # what follows (export, a report to Ray, the process's exit) reads the files
 
     def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
         if not self.on_exception_save or loop.state.failed or self._saved_now(loop):
             return
         try:
             self.save(loop, metric=None)
+            self.writes.close()
             log.warning("saved a checkpoint at step %d after %s", loop.state.step, type(exc).__name__)
         except Exception as save_error:  # the original exception matters more than this one
             log.error("could not save a checkpoint after the exception: %s", save_error)
 
     def _saved_now(self, loop: EpochLoop) -> bool:
-        entries = self.index.entries
-        return bool(entries) and entries[-1].step == loop.state.step and entries[-1].epoch == loop.state.epoch
+        if self._saved_at is None:
+            entries = self.index.entries
+            return bool(entries) and (entries[-1].epoch, entries[-1].step) == (loop.state.epoch, loop.state.step)
+        return self._saved_at == (loop.state.epoch, loop.state.step)
 
     def save(self, loop: EpochLoop, metric: float | None) -> None:
-        """Write one checkpoint, record it in the index, then apply retention (the writer only)."""
+        """Copy the loop's state (every rank: gathering it is collective) and have the writer write it."""
         state = loop.state
         name = checkpoint_name(state.epoch, state.step, loop.backend.checkpoint_suffix)
         path = self.folder / name if self.writer else None
-        if path is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        loop.save_checkpoint(path, extra=self.extra)
+        payload = {**loop.checkpoint_payload(), **self.extra}
+        self._saved_at = (state.epoch, state.step)
         self.last_saved = (state.step, path)
         if path is None:
             return
+        # The next step changes the weights, optimizer and callback state in place: those are
+        # copied. The loop state and RNG states are new objects each time, the extras never change.
+        snapshot = {**payload, "backend": copy.deepcopy(payload["backend"]),
+                    "callbacks": copy.deepcopy(payload["callbacks"])}
+        entry = Entry(name, state.epoch, state.step, metric)
+        self.writes.submit(lambda: self._write(loop, snapshot, entry))
+
+    def wait(self) -> None:
+        """Until the last checkpoint asked for is on disk and in the index."""
+        self.writes.wait()
+
+    def _write(self, loop: EpochLoop, payload: dict[str, Any], entry: Entry) -> None:
+        """Write the file, record it in the index, then apply retention (on the writer thread)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        loop.backend.save_file(payload, self.folder / entry.file)
         if self.flush is not None:
             self.flush()
+        name = entry.file
         entries = [e for e in self.index.entries if e.file != name]
-        self.index.entries = entries + [Entry(name, state.epoch, state.step, metric)]
+        self.index.entries = entries + [entry]
         keep = {e.file for e in self.index.entries[-self.keep_last :]}
         keep |= {e.file for e in self.index.best(self.keep_best, self.mode)}
         dropped = [e for e in self.index.entries if e.file not in keep]
         self.index.entries = [e for e in self.index.entries if e.file in keep]
         self.index.write()
-        for entry in dropped:
-            (self.folder / entry.file).unlink(missing_ok=True)
+        for old in dropped:
+            (self.folder / old.file).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,37 +43,57 @@ def artifact_root(cfg: ExperimentConfig) -> str | None:
 
 
 def create_sqlite_store(uri: str) -> None:
-    """Create a new SQLite store's tables fast, if `uri` names a SQLite file that does not exist.
+    """Create a new SQLite store fast, if `uri` names a SQLite file that does not exist.
 
-    MLflow creates them by running its schema migrations, each committed with an fsync: seconds on
-    a busy disk, most of a first run's start-up. Here they run on a temp file next to it with
-    synchronous=OFF and the journal in memory; the file is fsynced once and then linked into place, never over a store that
-    appeared meanwhile. If this fails (another MLflow version's internals), MLflow creates the
-    store itself on first use, as before."""
+    MLflow creates its tables by running its schema migrations, each committed with an fsync:
+    seconds, most of a first run's start-up. Here an empty store is built once per MLflow version
+    (migrations on a temp file, synchronous=OFF) in the user's cache folder, and each new store is
+    a copy of it, fsynced and then linked into place, never over a store that appeared meanwhile.
+    If this fails (another MLflow version's internals, no cache folder), MLflow creates the store
+    itself on first use, as before."""
     if not uri.startswith("sqlite:///"):
         return
     path = Path(uri.removeprefix("sqlite:///"))
     if path.exists() or not path.parent.is_dir():
         return
-    import sqlalchemy
-    from mlflow.store.db.utils import _all_tables_exist, _initialize_tables
-
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
-    sqlalchemy.event.listen(engine, "connect", _unsynced)
     try:
-        _initialize_tables(engine)
-        engine.dispose()
-        if not _all_tables_exist(sqlalchemy.create_engine(f"sqlite:///{tmp}")):
-            return
+        shutil.copyfile(empty_store(), tmp)
         with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.link(tmp, path)  # fails if a store appeared meanwhile: that one is kept
     except Exception as exc:  # MLflow creates the store the slow way
         log.debug("fast creation of %s failed: %s", path, exc)
     finally:
+        tmp.unlink(missing_ok=True)
+
+
+def empty_store() -> Path:
+    """An empty store at MLflow's latest schema, built once per MLflow version in the cache folder
+    ($RAYFIT_CACHE, else $XDG_CACHE_HOME/rayfit or ~/.cache/rayfit)."""
+    cache = Path(os.environ.get("RAYFIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rayfit")
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.is_file():
+        return template
+    import sqlalchemy
+    from mlflow.store.db.utils import _all_tables_exist, _initialize_tables
+
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    sqlalchemy.event.listen(engine, "connect", _unsynced)
+    try:
+        _initialize_tables(engine)
+        engine.dispose()
+        if not _all_tables_exist(sqlalchemy.create_engine(f"sqlite:///{tmp}")):
+            raise RuntimeError(f"{tmp}: MLflow's tables were not all created")
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, template)  # a concurrent builder's identical file may be replaced: harmless
+    finally:
         engine.dispose()
         tmp.unlink(missing_ok=True)
+    return template
 
 
 def _unsynced(connection: Any, _record: Any) -> None:
@@ -169,10 +190,11 @@ class MlflowTracking(Callback):
         self._pending = self.client.log_batch(self.run_id, metrics=values, synchronous=False)
 
     def wait_for_epoch_metrics(self) -> None:
-        """Wait until the epoch metrics logged so far are in the store."""
-        if self._pending is not None:
-            self._pending.wait()
-            self._pending = None
+        """Wait until the epoch metrics logged so far are in the store (from the checkpoint writer's
+        thread too: it reads the attribute once and never clears it, so no newer write is missed)."""
+        pending = self._pending
+        if pending is not None:
+            pending.wait()
 
     def finish(
         self, test_metrics: dict[str, float], files: list[tuple[Path, str]], status: str = "FINISHED") -> None:

@@ -55,6 +55,7 @@ class RayReport(Callback):
             if not due:
                 return
         self._last_report, self._reported_step = time.monotonic(), step
+        self.checkpointing.wait()  # the file is written on a background thread
         self._report(saved[1], {"epoch": float(loop.state.epoch), "step": float(step)}, final)
 
     @staticmethod

@@ -185,15 +185,6 @@ class EpochLoop:
             "rng": {"python": random.getstate(), "numpy": _numpy_rng_state()},
         }
 
-    def save_checkpoint(self, path: Path | None, extra: dict[str, Any] | None = None) -> None:
-        """Write a checkpoint atomically (the backend writes a temp file and renames it).
-
-        Every rank of a group calls this (gathering the state is collective); the ranks that do
-        not write pass path None."""
-        payload = {**self.checkpoint_payload(), **(extra or {})}
-        if path is not None:
-            self.backend.save_file(payload, path)
-
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         """Restore loop, backend, callbacks and RNG from `path`; returns the whole payload."""
         payload = self.backend.load_file(path)

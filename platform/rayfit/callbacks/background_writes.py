@@ -1,0 +1,37 @@
+"""One write at a time on a background thread, so the loop does not wait for the disk.
+
+A checkpoint's state is copied on the loop's thread (cheap); serializing it, the fsync, the index
+and retention then overlap the next epoch. Before the next write, and whenever a reader needs the
+files (end of training, a report to Ray), `wait()` finishes the pending one and raises its error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+
+class BackgroundWrites:
+    """A single writer thread: submissions run in order, at most one is pending at a time."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def submit(self, write: Callable[[], None]) -> None:
+        self.wait()  # one pending write at most: bounded memory, and its error surfaces now
+        if self._pool is None:  # created on first use: a loop may never save
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayfit-checkpoint")
+        self._pending = self._pool.submit(write)
+
+    def wait(self) -> None:
+        """Block until the pending write is on disk; re-raise what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
