@@ -83,11 +83,14 @@ class Runner:
     def _connect(self) -> None:
         import ray
 
-        from rayfit.distributed.launch import recorded_cluster
-
         platform = str(Path(__file__).resolve().parents[2])  # rayfit's source folder, for the actors
         path = os.pathsep.join(filter(None, [platform, os.environ.get("PYTHONPATH")]))
-        ray.init(address=self.ray_address or recorded_cluster(), namespace=NAMESPACE,
+        address = self.ray_address
+        if address is None:  # a `ray start` cluster if one answers (runs outlive the service), else a local Ray
+            from rayfit.distributed.launch import recorded_cluster
+
+            address = recorded_cluster()
+        ray.init(address=address, namespace=NAMESPACE,
                  runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_DATA_LOG_LEVEL": "WARNING"}},
                  log_to_driver=False, configure_logging=False)
         self.connected = True

@@ -52,10 +52,10 @@ async def serve_stream(websocket: WebSocket, registry: Registry, hub: Hub, task_
                        max_message: int) -> None:
     """Send the task's messages after `since`, then live ones, until the client leaves. Messages
     from the client are not expected: one larger than `max_message` closes the socket (1009)."""
+    await websocket.accept()  # then closed with a reason a client can read, rather than a bare 403
     if await asyncio.to_thread(registry.get, task_id) is None:
-        await websocket.close(code=CLOSE_UNKNOWN_TASK, reason=f"unknown task_id {task_id}")
+        await websocket.close(code=CLOSE_UNKNOWN_TASK, reason=f"unknown task_id {task_id[:64]}")
         return
-    await websocket.accept()
     queue = hub.subscribe(task_id)  # before the backlog is read: nothing falls between the two
     listener = asyncio.create_task(_listen(websocket, max_message))
     try:
