@@ -79,8 +79,9 @@ class ProgressOut(BaseModel):
     eta_s: float | None = Field(description="seconds left at the recent pace; null before two epochs")
 
 
-def create_app(settings: ServiceSettings, registry: Registry | None = None) -> FastAPI:
-    """The service's app; its runner starts with it and joins Ray when there is work."""
+def create_app(settings: ServiceSettings, registry: Registry | None = None, run_tasks: bool = True) -> FastAPI:
+    """The service's app; its runner starts with it and joins Ray when there is work.
+    `run_tasks=False`: the API over the registry alone, no runner (a read-only view, the API's tests)."""
     registry = registry or Registry(settings.registry_url)
     hub = Hub()
     runner = Runner(registry, hub, settings.ray_address)
@@ -88,9 +89,11 @@ def create_app(settings: ServiceSettings, registry: Registry | None = None) -> F
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
-        runner.start()
+        if run_tasks:
+            runner.start()
         yield
-        await asyncio.to_thread(runner.stop)
+        if run_tasks:
+            await asyncio.to_thread(runner.stop)
 
     app = FastAPI(title="rayfit service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   responses=ERRORS)
