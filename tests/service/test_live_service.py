@@ -17,25 +17,9 @@ from websockets.sync.client import connect
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.client import ServiceClient
 from tests.conftest import checkpoint_arrays
-from tests.service.live import Server, ray_head, seed_request, wait_until, write_digits_csv
+from tests.service.live import Server, seed_request, wait_until, write_digits_csv
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with ray_head() as head:
-        yield head
-
-
-@pytest.fixture(scope="module")
-def server(cluster, tmp_path_factory):
-    address, env, _ = cluster
-    folder = tmp_path_factory.mktemp("service")
-    write_digits_csv(folder / "digits.csv")
-    server = Server(folder, env, address).start()
-    yield server
-    server.stop()
 
 
 def messages(url: str, task_id: str, since: int = 0, until=None, limit_s: float = 240) -> list[dict]:

@@ -64,7 +64,7 @@ class Guard:
             body = await read_body(receive, headers, self.max_body)
             if body is None:
                 return await refuse(scope, send, 413, f"request body larger than {self.max_body} bytes")
-            return await self.app(scope, replay(body), send)
+            return await self.app(scope, replay(body, receive), send)
         return await self.app(scope, receive, send)
 
     def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
@@ -126,18 +126,19 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
     return b"".join(chunks)
 
 
-def replay(body: bytes) -> Receive:
-    """A receive() that hands the app the body already read, then waits as the server would."""
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the app the body already read, then the server's own messages (a
+    streamed response listens for the client's disconnect)."""
     sent = False
 
-    async def receive() -> Message:
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replayed
 
 
 async def refuse(scope: Scope, send: Send, status: int, message: str) -> None:
