@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.client import ServiceClient
 from tests.conftest import checkpoint_arrays
-from tests.service.live import Server, seed_request, wait_until, write_digits_csv
+from tests.service.live import Server, environment, free_port, seed_request, wait_until, write_digits_csv
 
 pytestmark = pytest.mark.slow
 
@@ -151,5 +151,20 @@ def test_the_token_guards_http_and_websocket(cluster, tmp_path):
         with pytest.raises(Exception, match="4404|unknown task"):
             with connect(f"ws://127.0.0.1:{server.port}/ws/training/x?token={token}", open_timeout=10) as ws:
                 ws.recv(timeout=10)
+    finally:
+        server.stop()
+
+
+def test_without_a_cluster_a_submitted_run_fails_with_the_reason(tmp_path):
+    env = environment(tmp_path)
+    dead = f"127.0.0.1:{free_port()}"
+    server = Server(tmp_path, env, dead).start()
+    try:
+        client = ServiceClient(server.url)
+        task = client.submit({"name": "nowhere", "data": {"source": "sklearn:digits"}, "tracking": {"enabled": False}})
+        end = messages(server.url, task["task_id"], limit_s=60)[-1]
+        assert end["state"] == "failed"
+        assert end["reason"].startswith(f"cannot join the Ray cluster at {dead}: nothing answers at {dead}")
+        assert "Traceback" not in server.output()
     finally:
         server.stop()

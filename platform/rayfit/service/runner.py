@@ -73,7 +73,12 @@ class Runner:
         if not self.connected:
             if not pending and not self.registry.in_states(states.ACTIVE):
                 return  # Ray is joined when there is something to run: an idle service needs none
-            self._connect()
+            try:
+                self._connect()
+            except Exception as exc:  # no cluster: the runs waiting for one say why (and may be resumed)
+                self._fail_pending(pending, f"cannot join the Ray cluster at {self.ray_address or 'local'}: "
+                                            f"{first_line(exc).removeprefix('scaling.address: ')}")
+                return
             self._reconcile()
         for run in pending:
             self._start(run)
@@ -83,17 +88,29 @@ class Runner:
     def _connect(self) -> None:
         import ray
 
+        from rayfit.distributed.launch import check_reachable, recorded_cluster
+
         platform = str(Path(__file__).resolve().parents[2])  # rayfit's source folder, for the actors
         path = os.pathsep.join(filter(None, [platform, os.environ.get("PYTHONPATH")]))
         address = self.ray_address
-        if address is None:  # a `ray start` cluster if one answers (runs outlive the service), else a local Ray
-            from rayfit.distributed.launch import recorded_cluster
-
+        if address is not None:
+            check_reachable(address)  # in seconds, rather than after Ray's long retries
+        else:  # a `ray start` cluster if one answers (runs outlive the service), else a local Ray
             address = recorded_cluster()
         ray.init(address=address, namespace=NAMESPACE,
                  runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_DATA_LOG_LEVEL": "WARNING"}},
                  log_to_driver=False, configure_logging=False)
         self.connected = True
+
+    def _fail_pending(self, pending: list[RunView], reason: str) -> None:
+        import ray
+
+        ray.shutdown()  # a half-made connection would make the next ray.init refuse
+        log.warning("%s", reason)
+        for run in pending:
+            message = self.registry.transition(run.id, (states.PENDING,), states.FAILED, reason)
+            if message is not None:
+                self.hub.publish(message)
 
     def _reconcile(self) -> None:
         """After a (re)start: reattach to the actors of active runs, settle the others."""
