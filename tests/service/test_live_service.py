@@ -168,3 +168,23 @@ def test_without_a_cluster_a_submitted_run_fails_with_the_reason(tmp_path):
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+def test_the_cli_lists_watches_and_steers_tasks_of_a_server(server, capsys):
+    from rayfit.cli import main
+
+    client = ServiceClient(server.url)
+    task = client.submit({"name": "cli", "data": {"source": "sklearn:digits"}, "trainer": {"epochs": 3},
+                          "tracking": {"enabled": False}})
+    assert main(["runs", "watch", task["task_id"], "--server", server.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "pending" and lines[-1] == "completed: reached the last epoch (3)", lines
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    assert main(["runs", "--server", server.url, "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(task["task_id"]))
+    assert row.split()[1:3] == ["completed", "3/3"]
+    assert main(["runs", "pause", task["task_id"], "--server", server.url]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {server.url}: 409: cannot pause task {task['task_id']}: it is completed")
+    assert main(["runs", "show", "nosuch", "--server", server.url]) == 2
+    assert "404: unknown task_id 'nosuch'" in capsys.readouterr().err
