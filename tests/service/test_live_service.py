@@ -85,7 +85,7 @@ def test_seed_lifecycle_with_pause_and_resume_ends_with_the_weights_of_an_unpaus
     assert [h["epoch"] for h in done["history"]] == list(range(1, epochs + 1)) and done["eta_s"] is None
     with pytest.raises(Exception, match="409: cannot pause task .*: it is completed"):
         client.pause(straight["task_id"])
-    assert {r["task_id"] for r in client.runs("completed")} == {straight["task_id"], paused["task_id"]}
+    assert {straight["task_id"], paused["task_id"]} <= {r["task_id"] for r in client.runs("completed")}
 
 
 def test_cancel_stops_a_run_for_good(server):

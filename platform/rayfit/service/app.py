@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,8 +96,9 @@ def create_app(settings: ServiceSettings, registry: Registry | None = None, run_
         if run_tasks:
             await asyncio.to_thread(runner.stop)
 
+    # The token is checked by the Guard middleware (WebSockets too); HTTPBearer puts it in the schema.
     app = FastAPI(title="rayfit service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  responses=ERRORS)
+                  responses=ERRORS, dependencies=[Depends(HTTPBearer(auto_error=False))])
     app.state.registry, app.state.runner, app.state.hub = registry, runner, hub
 
     @app.exception_handler(RequestValidationError)

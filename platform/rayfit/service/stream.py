@@ -44,9 +44,6 @@ class Hub:
         if not self.queues[task_id]:
             del self.queues[task_id]
 
-    def watchers(self) -> int:
-        return sum(len(q) for q in self.queues.values())
-
 
 async def serve_stream(websocket: WebSocket, registry: Registry, hub: Hub, task_id: str, since: int,
                        max_message: int) -> None:
