@@ -111,7 +111,8 @@ class Server:
         command = [sys.executable, "-m", "rayfit.cli", "serve", "--port", str(self.port), *self.extra]
         if self.ray_address:
             command += ["--ray-address", self.ray_address]
-        self.log = (self.folder / f"serve-{self.port}.log").open("ab")
+        self.log_path = self.folder / f"serve-{self.port}-{time.monotonic_ns()}.log"
+        self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=self.folder, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
         wait_until(self.ready, f"rayfit serve on port {self.port}", 90)
@@ -127,7 +128,7 @@ class Server:
             return False
 
     def output(self) -> str:
-        return (self.folder / f"serve-{self.port}.log").read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         assert self.process is not None

@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.client import ServiceClient
+from rayfit.service.runner import GONE
 from tests.conftest import checkpoint_arrays
 from tests.service.live import Server, environment, free_port, seed_request, wait_until, write_digits_csv
 
@@ -136,6 +137,11 @@ def test_a_sigkilled_service_restarted_reattaches_and_marks_lost_runs_failed(clu
         assert "actor" in failed["reason"], failed
     finally:
         again.stop()
+    # What a person sees: a line per run found again, no Ray chatter, no stack dump on SIGTERM.
+    assert sorted(again.output().splitlines()) == sorted([
+        f"reattached to {survivor['name']}, still running on Ray",
+        f"{lost['name']}: marked failed: {GONE}",
+        f"rayfit service on http://127.0.0.1:{again.port} (registry sqlite:///{tmp_path}/rayfit-service.db)"])
 
 
 def test_the_token_guards_http_and_websocket(cluster, tmp_path):

@@ -59,6 +59,9 @@ def serve(args: argparse.Namespace) -> int:
         allow_import_paths=args.allow_import_paths,
     )
     app = create_app(settings)
+    problem = app.state.runner.connect()
+    if problem is not None:  # served all the same: runs submitted meanwhile fail with this reason
+        print(f"warning: {problem}", file=sys.stderr)
     print(f"rayfit service on http://{args.host}:{args.port} (registry {settings.registry_url})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=settings.max_body,
                 h11_max_incomplete_event_size=64 * 1024)

@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 
+from rayfit import logs
 from rayfit.backends.gpu_usage import utilization
 from rayfit.errors import first_line
 from rayfit.events import EventTail
@@ -73,17 +74,29 @@ class Runner:
         if not self.connected:
             if not pending and not self.registry.in_states(states.ACTIVE):
                 return  # Ray is joined when there is something to run: an idle service needs none
-            try:
-                self._connect()
-            except Exception as exc:  # no cluster: the runs waiting for one say why (and may be resumed)
-                self._fail_pending(pending, f"cannot join the Ray cluster at {self.ray_address or 'local'}: "
-                                            f"{first_line(exc).removeprefix('scaling.address: ')}")
+            problem = self.connect()
+            if problem is not None:  # no cluster: the runs waiting for one say why (and may be resumed)
+                self._fail_pending(pending, problem)
                 return
-            self._reconcile()
         for run in pending:
             self._start(run)
         for task_id in list(self.tracked):
             self._follow(task_id)
+
+    def connect(self) -> str | None:
+        """Join Ray and reattach to the runs still going; None, or why Ray cannot be joined. Called
+        by `rayfit serve` on the main thread before serving (Ray's signal handlers are then
+        replaced by the server's, which shut down gracefully), else by the runner when work comes."""
+        try:
+            self._connect()
+        except Exception as exc:
+            import ray
+
+            ray.shutdown()  # a half-made connection would make the next ray.init refuse
+            return (f"cannot join the Ray cluster at {self.ray_address or 'local'}: "
+                    f"{first_line(exc).removeprefix('scaling.address: ')}")
+        self._reconcile()
+        return None
 
     def _connect(self) -> None:
         import ray
@@ -97,15 +110,14 @@ class Runner:
             check_reachable(address)  # in seconds, rather than after Ray's long retries
         else:  # a `ray start` cluster if one answers (runs outlive the service), else a local Ray
             address = recorded_cluster()
+        if not logs.verbose():  # Ray's note on its token auth, said at every connection
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address=address, namespace=NAMESPACE,
                  runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_DATA_LOG_LEVEL": "WARNING"}},
                  log_to_driver=False, configure_logging=False)
         self.connected = True
 
     def _fail_pending(self, pending: list[RunView], reason: str) -> None:
-        import ray
-
-        ray.shutdown()  # a half-made connection would make the next ray.init refuse
         log.warning("%s", reason)
         for run in pending:
             message = self.registry.transition(run.id, (states.PENDING,), states.FAILED, reason)
@@ -125,7 +137,7 @@ class Runner:
                 self._pump(run.id, EventTail(Path(run.run_dir), after_seq=run.events_seq))
                 self._settle_from_folder(run)
                 continue
-            log.info("reattached to %s (%s)", run.name, run.actor)
+            log.info("reattached to %s, still running on Ray", run.name)
             self.tracked[run.id] = Tracked(handle, handle.result.remote(),
                                            EventTail(Path(run.run_dir), after_seq=run.events_seq))
 
@@ -187,6 +199,7 @@ class Runner:
         if status.get("status") in ("finished", "paused", "cancelled"):
             self._settle(run.id, status["status"], status.get("stop_reason"))
         else:
+            log.warning("%s: marked failed: %s", run.name, GONE)
             self._settle(run.id, "failed", GONE)
 
 
