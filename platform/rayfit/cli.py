@@ -89,7 +89,10 @@ examples:
   rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
   rayfit runs --storage other/runs   the runs under another folder
   rayfit runs show digits_mlp        one run: settings, history, test metrics, files
-  rayfit runs compare exp exp-2      what differs, and their metrics side by side"""
+  rayfit runs compare exp exp-2      what differs, and their metrics side by side
+  rayfit runs list --server http://127.0.0.1:8000
+                                     the tasks of a `rayfit serve` service
+  rayfit runs watch TASK_ID --server URL     its epochs as they end (pause, resume, cancel too)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
