@@ -194,3 +194,4 @@ def test_the_cli_lists_watches_and_steers_tasks_of_a_server(server, capsys):
         f"error: {server.url}: 409: cannot pause task {task['task_id']}: it is completed")
     assert main(["runs", "show", "nosuch", "--server", server.url]) == 2
     assert "404: unknown task_id 'nosuch'" in capsys.readouterr().err
+

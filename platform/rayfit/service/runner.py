@@ -150,7 +150,11 @@ class Runner:
         if message is None:
             return  # cancelled or paused before it started
         self.hub.publish(message)
-        handle = RunActor.options(name=name, namespace=NAMESPACE, lifetime="detached").remote()
+        # A run that trains in its actor takes a CPU; one that drives Ray Train workers takes none
+        # (its workers hold the resources: the actor must not keep them from being placed).
+        in_actor = run.config.get("scaling", {}).get("num_workers", 0) == 0
+        handle = RunActor.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                  num_cpus=1 if in_actor else 0).remote()
         tail = EventTail(Path(run.run_dir), after_seq=run.events_seq)
         self.tracked[run.id] = Tracked(handle, handle.fit.remote(run.config), tail)
 
