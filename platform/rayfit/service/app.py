@@ -133,7 +133,7 @@ def create_app(settings: ServiceSettings, registry: Registry | None = None, run_
     def find(task_id: str) -> RunView:
         run = registry.get(task_id)
         if run is None:
-            raise HTTPException(404, f"unknown task_id {task_id!r}")
+            raise HTTPException(404, f"unknown task_id {task_id[:64]!r}")
         return run
 
     @app.get("/api/v1/runs/{task_id}", response_model=TaskOut, tags=["runs"])
