@@ -160,3 +160,28 @@ def test_settings_refuse_an_open_bind_without_a_token_and_a_short_token(folder):
         settings(folder, host="0.0.0.0", token="short")
     assert "trainer.example.org" in settings(folder, host="0.0.0.0", token=TOKEN,
                                              allowed_hosts={"trainer.example.org"}).hosts()
+
+
+def test_an_accepted_request_is_confined_and_owned_by_the_server(folder, registry):
+    """201 and pending (no runner here): a name of its own, data and outputs under the server's
+    folders, the server's MLflow store, in-actor training unless workers are asked for."""
+    app = create_app(settings(folder), registry, run_tasks=False)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        response = client.post("/api/v1/algorithm/epoch-train", json=SEED | {"name": "my model", "output_path": "out"})
+        assert response.status_code == 201, response.text
+        task = response.json()
+        assert task["state"] == "pending" and task["epochs"] == 2
+        assert task["name"] == f"my_model-{task['task_id'][:8]}"
+    run = registry.get(task["task_id"])
+    assert run.run_dir == str(folder / "out" / task["name"])
+    assert run.config["data"]["source"] == str(folder / "data" / "train.csv")
+    assert run.config["tracking"]["uri"] == f"sqlite:///{folder}/mlflow.db"
+    assert run.config["scaling"]["num_workers"] == 0
+
+
+def test_import_paths_are_accepted_only_when_the_server_allows_them(folder, registry):
+    body = NATIVE | {"model": {"type": "my_models:build"}}
+    for allow, status in ((False, 422), (True, 201)):
+        app = create_app(settings(folder, allow_import_paths=allow), registry, run_tasks=False)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            assert client.post("/api/v1/runs", json=body).status_code == status
