@@ -18,8 +18,12 @@ examples:
                                                  the service; a restarted service reattaches)
   RAYFIT_SERVICE_TOKEN=... rayfit serve --host 0.0.0.0 --allowed-host trainer.example.org
 
-Beyond loopback a bearer token is required (RAYFIT_SERVICE_TOKEN or --token-file). Requests may
-read data under --data-root (default: this folder) and write runs under --output-root."""
+Each run is a detached Ray actor. Without --ray-address the service joins the cluster `ray start`
+recorded on this machine, else starts a local Ray that ends with the service (and its runs with
+it). A `ray start` cluster uses token auth: set RAY_AUTH_MODE=token for the service.
+Beyond loopback a bearer token is required (RAYFIT_SERVICE_TOKEN or --token-file); the dashboard
+takes it as http://HOST:PORT/#token=TOKEN. Requests may read data under --data-root (default:
+this folder) and write runs under --output-root."""
 
 
 def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
