@@ -40,9 +40,14 @@ function el(tag, text, cls) {
   return node;
 }
 
+let refreshes = 0;  // an answer that comes back after a newer request's is dropped
+
 async function refreshRuns() {
+  const ticket = ++refreshes;
   try {
-    state.runs = await api("GET", "/api/v1/runs");
+    const runs = await api("GET", "/api/v1/runs");
+    if (ticket !== refreshes) return;
+    state.runs = runs;
     document.getElementById("status").textContent = `${state.runs.length} run(s)`;
   } catch (error) {
     document.getElementById("status").textContent = error.message;
