@@ -180,10 +180,13 @@ class Runner:
         seq = None
         for event in tail.read():
             seq = event["seq"]
-            if event["type"] == "epoch":
-                metrics = {k: v for k, v in event.get("metrics", {}).items() if isinstance(v, (int, float))}
-                message = self.registry.record_epoch(task_id, event["epoch"], event.get("epochs", 0),
-                                                     metrics, seq, {"system": system_figures()})
+            # The file is in the run folder, which others may write: only well-formed epochs count.
+            metrics, epoch, epochs = event.get("metrics"), event.get("epoch"), event.get("epochs", 0)
+            if event["type"] == "epoch" and isinstance(metrics, dict) and isinstance(epoch, int) \
+                    and isinstance(epochs, int):
+                numbers = {str(k): v for k, v in metrics.items() if isinstance(v, (int, float))}
+                message = self.registry.record_epoch(task_id, epoch, epochs, numbers, seq,
+                                                     {"system": system_figures()})
                 self.hub.publish(message)
         if seq is not None:
             self.registry.set_events_seq(task_id, seq)
