@@ -17,9 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from rayfit.errors import RayfitError
+from rayfit.service.security import TOKEN_ENV
 from rayfit.service.states import is_final
-
-TOKEN_ENV = "RAYFIT_SERVICE_TOKEN"
 
 
 class ServiceError(RayfitError):

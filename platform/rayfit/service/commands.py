@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rayfit.errors import ConfigError
-from rayfit.service.settings import TOKEN_ENV
+from rayfit.service.security import TOKEN_ENV
 
 SERVE_EXAMPLES = """\
 examples:

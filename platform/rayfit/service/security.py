@@ -21,6 +21,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+TOKEN_ENV = "RAYFIT_SERVICE_TOKEN"  # where the service and its clients find the bearer token
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PUBLIC_PATHS = ("/", "/openapi.json", "/favicon.ico")  # the page and the schema hold no data
 PUBLIC_PREFIXES = ("/static/",)

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from rayfit.errors import ConfigError
 from rayfit.service.registry import DEFAULT_URL
-from rayfit.service.security import LOOPBACK_NAMES, is_loopback
-
-TOKEN_ENV = "RAYFIT_SERVICE_TOKEN"
+from rayfit.service.security import LOOPBACK_NAMES, TOKEN_ENV, is_loopback
 
 
 @dataclass
