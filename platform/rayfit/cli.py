@@ -89,7 +89,10 @@ examples:
   rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
   rayfit runs --storage other/runs   the runs under another folder
   rayfit runs show digits_mlp        one run: settings, history, test metrics, files
-  rayfit runs compare exp exp-2      what differs, and their metrics side by side"""
+  rayfit runs compare exp exp-2      what differs, and their metrics side by side
+  rayfit runs list --server http://127.0.0.1:8000
+                                     the tasks of a `rayfit serve` service
+  rayfit runs watch TASK_ID --server URL     its epochs as they end (pause, resume, cancel too)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,12 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument("--storage", metavar="DIR", default=argparse.SUPPRESS,
                          help="the folder that holds the runs (default ./runs)")
     runs.add_argument("--storage", metavar="DIR", help="the folder that holds the runs (default ./runs)")
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--server", metavar="URL", default=argparse.SUPPRESS,
+                        help="ask a `rayfit serve` service (runs are its task ids)")
+    runs.add_argument("--server", metavar="URL", help="ask a `rayfit serve` service (runs are its task ids)")
     views = runs.add_subparsers(dest="view", metavar="VIEW")
-    views.add_parser("list", help="one line per run (the default)", parents=[flags, storage])
-    show = views.add_parser("show", help="one run in detail", parents=[flags, storage])
-    show.add_argument("name", help="run name")
+    views.add_parser("list", help="one line per run (the default)", parents=[flags, storage, server])
+    show = views.add_parser("show", help="one run in detail", parents=[flags, storage, server])
+    show.add_argument("name", help="run name (task id with --server)")
     compare = views.add_parser("compare", help="two runs side by side", parents=[flags, storage])
     compare.add_argument("names", nargs=2, metavar="NAME", help="two run names")
+    for action in ("pause", "resume", "cancel", "watch"):
+        remote = views.add_parser(action, help=f"{action} a task of a service (needs --server)",
+                                  parents=[flags, server])
+        remote.add_argument("name", metavar="TASK_ID")
+
+    from rayfit.service.commands import SERVE_EXAMPLES, add_serve_arguments
+
+    add_serve_arguments(command("serve", "the training service: REST, WebSocket and a dashboard", SERVE_EXAMPLES))
     return parser
 
 
@@ -284,6 +299,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from rayfit import runs_view
 
+    if args.server or args.view in ("pause", "resume", "cancel", "watch"):
+        if not args.server:
+            raise RayfitError(f"rayfit runs {args.view}: needs --server URL (a `rayfit serve` service)")
+        from rayfit.service.commands import remote_runs
+
+        return remote_runs(args)
+
     storage = runs_view.storage_folder(args.storage)
     if args.view == "show":
         runs_view.render(runs_view.show_run(runs_view.find_run(storage, args.name)))
@@ -294,8 +316,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rayfit.service.commands import serve
+
+    return serve(args)
+
+
 COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "runs": cmd_runs}
+            "runs": cmd_runs, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())
