@@ -108,7 +108,7 @@ def build_scheduler(cfg: ExperimentConfig, sweep_dir: Path) -> TrialScheduler:
         mutations = {path: tune_domain(spec) for path, spec in opts.mutations.items()}
         return PopulationBasedTraining(
             perturbation_interval=opts.perturbation_interval, hyperparam_mutations=mutations,
-            quantile_fraction=opts.quantile_fraction, resample_probability=opts.resample_probability, **epoch,
+            quantile_fraction=opts.quantile_fraction, resample_probability=opts.resample_probability, synch=opts.synch, **epoch,
         )
     return FIFOScheduler()
 

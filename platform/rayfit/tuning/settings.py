@@ -78,6 +78,7 @@ class PbtOptions(Strict):
     mutations: dict[str, Any] = Field(default_factory=dict, description="a search space of the same form")
     quantile_fraction: float = Field(0.25, gt=0, le=0.5)
     resample_probability: float = Field(0.25, ge=0, le=1)
+    synch: bool = Field(False, description="exploit when every trial reached the interval (reproducible)")
 
     @field_validator("mutations")
     @classmethod

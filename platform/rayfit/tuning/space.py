@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -80,7 +80,8 @@ def check_path(path: str) -> None:
                               + (f"; did you mean {hint}?" if hint else ""))
         if i == len(parts) - 1:
             return
-        nested = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        kinds = [get_origin(a) or a for a in (field.annotation, *get_args(field.annotation))]
+        nested = [a for a in kinds if isinstance(a, type)]
         if any(issubclass(a, dict) for a in nested):
             return
         sections = [a for a in nested if issubclass(a, BaseModel)]

@@ -120,7 +120,9 @@ def run_sweep(cfg: ExperimentConfig) -> list:  # list[TrialOutcome]
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(folder), verbose=0,
                 callbacks=[TrialTable(cfg.tune.metric, cfg.tune.mode, list(cfg.tune.search_space))],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Only PBT trials hand checkpoints to Tune; a donor's must outlive its exploit
+                # (Tune deletes it under a recipient restoring from it otherwise): all are kept.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             ),
         )
     grid = tuner.fit()
