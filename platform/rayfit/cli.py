@@ -311,15 +311,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from rayfit.tuning.sweep import load_sweep, plan, run_sweep, sweep_folder
+    from rayfit.tuning.sweep import load_sweep, plan, run_sweep
 
     config = load_sweep(args.experiment, args.overrides)  # every refusal before Ray starts
     if args.dry_run:
         print("\n".join(plan(config).lines()))
         return 0
-    outcomes = run_sweep(config)
-    print(f"{len(outcomes)} trials; outputs in {sweep_folder(config)} (trials.csv, best.yaml, plots/)")
-    return 0
+    result = run_sweep(config)
+    print(f"{len(result.trials)} trials; outputs in {result.folder} (trials.csv, best.yaml, plots/)")
+    if result.best is not None:
+        print(f"best: trial {result.best.trial_id}, {config.tune.metric}={result.best.best:.4g} at epoch "
+              f"{result.best.best_epoch}; `rayfit train {result.folder / 'best.yaml'}` trains it again")
+    for failed in result.failed:
+        print(f"trial {failed.trial_id} failed: {failed.stop_reason}", file=sys.stderr)
+    return EXIT_FAILED if result.failed else 0
 
 
 COMMANDS = {"train": cmd_train, "submit": cmd_submit, "tune": cmd_tune, "evaluate": cmd_evaluate, "predict": cmd_predict,

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from rayfit.config import ExperimentConfig, apply_override, suggest, validate
 from rayfit.errors import ConfigError
+from rayfit.tuning.settings import PbtOptions
 
 # What the loop reports after every epoch (loop.end_epoch and backends/metrics.py), by task.
 EVERY_TASK = ("epoch", "train_loss", "learning_rate", "epoch_time_s", "samples_per_s")
@@ -105,8 +106,9 @@ def check_sweep(cfg: ExperimentConfig, task: str | None = None) -> None:
     assert cfg.tune is not None
     base = cfg.model_dump(mode="json")
     spaces = [("search_space", cfg.tune.search_space)]
-    if cfg.tune.scheduler_name() == "pbt":
-        spaces.append(("scheduler.mutations", cfg.tune.scheduler_options().mutations))  # type: ignore[attr-defined]
+    options = cfg.tune.scheduler_options()
+    if isinstance(options, PbtOptions):
+        spaces.append(("scheduler.mutations", options.mutations))
     for label, space in spaces:
         for path, spec in space.items():
             check_path(path)

@@ -7,12 +7,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rayfit import logs
 from rayfit.config import ExperimentConfig, load_experiment
 from rayfit.errors import ConfigError
 from rayfit.paths import resolve_paths
 from rayfit.run_folder import RunFolder
+
+if TYPE_CHECKING:  # outputs imports matplotlib and MLflow: not before the experiment is checked
+    from rayfit.tuning.outputs import TrialOutcome
 
 TUNE_DIR = "tune"  # Ray Tune's folder inside the sweep's: a stable name, so a re-run continues it
 TRIALS_DIR = "trials"
@@ -79,7 +83,18 @@ def plan(cfg: ExperimentConfig, cpus: float | None = None) -> Plan:
     return Plan(trials, max(1, min(wanted, trials)), need, cpus, trials * cfg.trainer.epochs)
 
 
-def run_sweep(cfg: ExperimentConfig) -> list:  # list[TrialOutcome]
+@dataclass
+class SweepResult:
+    folder: Path
+    trials: list[TrialOutcome]
+    best: TrialOutcome | None
+
+    @property
+    def failed(self) -> list[TrialOutcome]:
+        return [t for t in self.trials if t.stop_reason.startswith("error")]
+
+
+def run_sweep(cfg: ExperimentConfig) -> SweepResult:
     """Run the sweep (or continue it: finished trials stay done, unfinished ones resume from their
     run folders, ASHA keeps its rungs), then write trials.csv, best.yaml and the plots."""
     import ray
@@ -88,6 +103,7 @@ def run_sweep(cfg: ExperimentConfig) -> list:  # list[TrialOutcome]
     from rayfit.callbacks.mlflow_tracking import open_mlflow_run, tracking_uri
     from rayfit.distributed.launch import connect
     from rayfit.tuning import outputs
+    from rayfit.tuning.placement import FreeStoppedTrials
     from rayfit.tuning.schedulers import build_scheduler, build_searcher
     from rayfit.tuning.space import param_space
     from rayfit.tuning.table import TrialTable
@@ -119,7 +135,8 @@ def run_sweep(cfg: ExperimentConfig) -> list:  # list[TrialOutcome]
             ),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(folder), verbose=0,
-                callbacks=[TrialTable(cfg.tune.metric, cfg.tune.mode, list(cfg.tune.search_space))],
+                callbacks=[TrialTable(cfg.tune.metric, cfg.tune.mode, list(cfg.tune.search_space)),
+                           FreeStoppedTrials(folder / TRIALS_DIR)],
                 # Only PBT trials hand checkpoints to Tune; a donor's must outlive its exploit
                 # (Tune deletes it under a recipient restoring from it otherwise): all are kept.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -141,7 +158,7 @@ def run_sweep(cfg: ExperimentConfig) -> list:  # list[TrialOutcome]
     files.append(outputs.plot_parallel(outcomes, cfg.tune.metric, folder / "plots" / "parallel.png"))
     if parent is not None:
         outputs.close_parent(tracking_uri(cfg), parent, cfg.tune.metric, best, files)
-    return outcomes
+    return SweepResult(folder, outcomes, best)
 
 
 def trial_dirname(trial) -> str:  # noqa: ANN001 (a ray.tune Trial)

@@ -21,6 +21,7 @@ from rayfit.config import ExperimentConfig
 from rayfit.errors import CheckpointError
 from rayfit.events import Event
 from rayfit.run_folder import RunFinished, RunFolder
+from rayfit.tuning.placement import NotePlacementGroup
 from rayfit.tuning.space import trial_config
 
 DONOR_FILE = "donor.json"  # in a Tune checkpoint: which trial's rayfit checkpoint this is
@@ -54,7 +55,9 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             adopt(Path(folder), run, cfg)
     if cfg.tracking.enabled and setup.parent_run_id:
         child_run(cfg, run.path, setup.parent_run_id)
-    trainer = Trainer(cfg, progress=False)
+    # with workers: they note their placement group, which the driver removes when Tune ends the trial
+    notes = [NotePlacementGroup(run.path)] if cfg.scaling.resolved().distributed else []
+    trainer = Trainer(cfg, progress=False, callbacks=notes)
     trainer.register_event_callback(TuneReport(run, setup.share_checkpoints))
     try:
         trainer.fit()
