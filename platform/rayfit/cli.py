@@ -84,6 +84,15 @@ examples:
 The output holds the input's columns, predicted_<target>, and with --probabilities
 one prob_<label> column per class."""
 
+TUNE_EXAMPLES = """\
+examples:
+  rayfit tune experiments/digits_sweep.yaml --dry-run   trials, concurrency, most epochs
+  rayfit tune experiments/digits_sweep.yaml             run it (again: continues it)
+
+Each trial is a run in runs/SWEEP/trials/TRIAL/. At the end runs/SWEEP/ holds
+trials.csv, best.yaml (`rayfit train runs/SWEEP/best.yaml` trains the best trial
+again) and plots/."""
+
 RUNS_EXAMPLES = """\
 examples:
   rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
@@ -142,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="CSV to write, with a prediction column")
     predict.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
     predict.add_argument("--probabilities", action="store_true", help="add a prob_<label> column per class")
+
+    sweep = command("tune", "a hyperparameter sweep of an experiment with a tune: section", TUNE_EXAMPLES)
+    sweep.add_argument("experiment", help="YAML or JSON experiment file with a tune: section")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set tune.num_samples=8")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the trials, concurrency and most epochs, and start nothing")
 
     runs = command("runs", "list, show and compare the runs under ./runs", RUNS_EXAMPLES)
     storage = argparse.ArgumentParser(add_help=False)
@@ -322,8 +338,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "runs": cmd_runs, "serve": cmd_serve}
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rayfit.tuning.sweep import load_sweep, plan, run_sweep
+
+    config = load_sweep(args.experiment, args.overrides)  # every refusal before Ray starts
+    if args.dry_run:
+        print("\n".join(plan(config).lines()))
+        return 0
+    result = run_sweep(config)
+    print(f"{len(result.trials)} trials; outputs in {result.folder} (trials.csv, best.yaml, plots/)")
+    if result.best is not None:
+        print(f"best: trial {result.best.trial_id}, {config.tune.metric}={result.best.best:.4g} at epoch "
+              f"{result.best.best_epoch}; `rayfit train {result.folder / 'best.yaml'}` trains it again")
+    for failed in result.failed:
+        print(f"trial {failed.trial_id} failed: {failed.stop_reason}", file=sys.stderr)
+    return EXIT_FAILED if result.failed else 0
+
+
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "tune": cmd_tune, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "runs": cmd_runs, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,6 +25,7 @@ from pydantic import (
 from rayfit.errors import ConfigError
 from rayfit.safe_yaml import load_json, load_yaml
 from rayfit.seed_format import from_seed_format, is_seed_format
+from rayfit.tuning.settings import TuneConfig
 
 
 class Section(BaseModel):
@@ -302,6 +303,9 @@ class ExperimentConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    # A sweep's settings (`rayfit tune`): left out of dumps, so a run folder, MLflow params and a
+    # trial's config hold the experiment alone.
+    tune: TuneConfig | None = Field(None, exclude=True)
 
     def flat(self) -> dict[str, Any]:
         """The resolved config as dotted keys, for MLflow params and config diffs."""
