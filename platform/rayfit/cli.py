@@ -84,6 +84,16 @@ examples:
 The output holds the input's columns, predicted_<target>, and with --probabilities
 one prob_<label> column per class."""
 
+EXPORT_EXAMPLES = """\
+examples:
+  rayfit export digits_mlp --format onnx                  to runs/digits_mlp/exports/onnx/
+  rayfit export digits_mlp --format torchscript --output model-ts
+  rayfit export tf_run --format savedmodel
+
+onnx and torchscript for torch runs, onnx and savedmodel for TensorFlow runs. The
+model takes the encoded columns unscaled (standardization is inside it); the folder
+also holds encoding.json: the columns, vocabularies and class labels."""
+
 RUNS_EXAMPLES = """\
 examples:
   rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
@@ -139,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="CSV to write, with a prediction column")
     predict.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
     predict.add_argument("--probabilities", action="store_true", help="add a prob_<label> column per class")
+
+    export = command("export", "export a finished run's model as ONNX, TorchScript or SavedModel",
+                     EXPORT_EXAMPLES)
+    export.add_argument("run", help="run folder, or run name under ./runs")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript", "savedmodel"])
+    export.add_argument("--output", metavar="DIR", help="a new folder to write (default RUN/exports/FORMAT)")
+    export.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
 
     runs = command("runs", "list, show and compare the runs under ./runs", RUNS_EXAMPLES)
     storage = argparse.ArgumentParser(add_help=False)
@@ -281,6 +298,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from rayfit.serving.export import export_run
+
+    folder = export_run(args.run, args.format, args.output, args.trust_code)
+    print(f"wrote the {args.format} model and encoding.json to {folder}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from rayfit import runs_view
 
@@ -295,7 +320,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "submit": cmd_submit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "runs": cmd_runs}
+            "export": cmd_export, "runs": cmd_runs}
 
 if __name__ == "__main__":
     sys.exit(main())

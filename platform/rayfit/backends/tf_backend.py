@@ -418,11 +418,17 @@ def batched_outputs(forward: Any, x: tf.Tensor | np.ndarray, batch: int) -> np.n
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config (a
-    user model comes by import path, as in training), then the weights of model.keras loaded."""
+def load_model(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> keras.Model:
+    """The model exported in `folder`: rebuilt from the config (a user model comes by import
+    path, as in training), then the weights of model.keras loaded."""
     model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape, POLICIES[cfg.trainer.precision])
     load_weights(model, folder / MODEL_FILE)
+    return model
+
+
+def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Outputs of the model exported in `folder` for encoded rows."""
+    model = load_model(cfg, info, folder)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return lambda x: batched_outputs(forward, tf.constant(x, tf.float32), cfg.trainer.eval_batch_size)
 

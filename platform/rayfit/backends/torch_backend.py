@@ -320,12 +320,17 @@ class TorchBackend:
 
 
 
-def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config, then
-    model.pt loaded with weights_only=True."""
+def load_model(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> nn.Module:
+    """The model exported in `folder`, in eval mode: rebuilt from the config, then model.pt
+    loaded with weights_only=True."""
     model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape)
     model.load_state_dict(load_checked(folder / MODEL_FILE))
-    model.eval()
+    return model.eval()
+
+
+def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Outputs of the model exported in `folder` for encoded rows."""
+    model = load_model(cfg, info, folder)
     batch = cfg.trainer.eval_batch_size
     return lambda x: batched_outputs(model, torch.as_tensor(x, dtype=torch.float32), batch).numpy()
 
