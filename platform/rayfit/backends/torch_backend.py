@@ -41,6 +41,11 @@ def resolve_device(cfg: ExperimentConfig) -> torch.device:
     return torch.device(wanted)
 
 
+def meta_device() -> torch.device:
+    """torch's meta device: a session built on it allocates nothing (the driver's check)."""
+    return torch.device("meta")
+
+
 def process_group() -> tuple[int, int]:
     """(rank, world size) of the torch.distributed group this process is in, (0, 1) if none.
     Ray Train's TorchTrainer sets the group up before the loop starts."""

@@ -3,13 +3,12 @@ TorchScript, SavedModel) whose graph takes the encoded columns unscaled (standar
 for regression the target's scale, are inside it), with encoding.json beside it: the columns,
 vocabularies and class labels that turn a raw row into its input and its output into a label.
 
-The framework's part is in the backend's exporter (backends/torch_export.py, tf_export.py);
+The framework's part is in the backend's exporter (registry.BACKENDS names it);
 this module checks the request and writes the folder whole or not at all.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rayfit.backends.registry import BACKENDS
 from rayfit.data import DataInfo
 from rayfit.errors import ConfigError, DataError
 from rayfit.inference import read_model_folder, resolve_run
 
 FORMATS = ("onnx", "torchscript", "savedmodel")
-EXPORTERS = {"torch": "rayfit.backends.torch_export", "tensorflow": "rayfit.backends.tf_export"}
 ENCODING_FILE = "encoding.json"
 
 
@@ -58,7 +57,7 @@ def export_run(run: str, fmt: str, output: str | None = None, trust_code: bool =
     whole or not at all, and an existing one is never written into."""
     run_dir = resolve_run(run)
     cfg, info = read_model_folder(run_dir, trust_code)
-    exporter = importlib.import_module(EXPORTERS[cfg.backend])
+    exporter = BACKENDS[cfg.backend].load("exporter")
     if fmt not in exporter.FORMATS:
         raise ConfigError(
             f"--format {fmt}: not for a {cfg.backend} run; expected one of {', '.join(exporter.FORMATS)}"

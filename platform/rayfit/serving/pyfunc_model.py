@@ -21,6 +21,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
+from rayfit.backends.registry import BACKENDS
 from rayfit.data import DataInfo
 from rayfit.errors import RayfitError
 from rayfit.imports import is_import_path
@@ -29,9 +30,7 @@ from rayfit.inference import SavedModel, read_model_folder
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 ARTIFACT = "model"  # the run's model/ folder, under this key (and name) in the logged model
 SOURCE = "the request"  # what error messages call the rows they were given
-# what inference imports besides the framework (mlflow adds itself)
-REQUIREMENTS = {"torch": ["torch"], "tensorflow": ["tensorflow-cpu", "keras"]}
-COMMON = ["numpy", "pandas", "pyarrow", "pydantic", "pyyaml"]
+COMMON = ("numpy", "pandas", "pyarrow", "pydantic", "pyyaml")  # what inference imports besides the framework
 
 
 class RayfitPyfunc(PythonModel):
@@ -80,7 +79,7 @@ def input_example(info: DataInfo) -> pd.DataFrame:
 
 def requirements(backend: str) -> list[str]:
     """Pinned pip requirements of inference for `backend`: given, so that MLflow infers nothing."""
-    return [f"{name}=={version(name)}" for name in REQUIREMENTS[backend] + COMMON]
+    return [f"{name}=={version(name)}" for name in BACKENDS[backend].distributions + COMMON]
 
 
 def log_pyfunc_model(model_dir: Path, name: str = "model") -> None:
