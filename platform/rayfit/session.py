@@ -15,6 +15,7 @@ import mlflow
 import yaml
 
 from rayfit import preflight
+from rayfit.backends.batch_layout import BATCH_ORDER
 from rayfit.backends import build_backend, exported_model
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.callbacks.early_stopping import EarlyStopping
@@ -108,7 +109,7 @@ class Session:
             run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
             ck.monitor, ck.mode, ck.on_exception, writer=writer,
             extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
-                   "ray_version": RAY_VERSION},
+                   "ray_version": RAY_VERSION, "batch_order": BATCH_ORDER},
             flush=self.tracking.wait_for_epoch_metrics if self.tracking is not None else None,
         )
         self.control = (control or RunControl(run.path)) if writer else None
@@ -156,6 +157,11 @@ class Session:
     def restore(self, path: Path) -> None:
         """Go on from a checkpoint; refuse one written by another Ray minor version."""
         payload = self.loop.load_checkpoint(path)
+        if payload.get("batch_order", 1) != BATCH_ORDER:
+            raise CheckpointError(
+                f"{path}: written by an earlier rayfit that ordered each epoch's batches otherwise; it "
+                "cannot resume exactly: train anew (rayfit train --new), or resume with that version"
+            )
         saved_ray = str(payload.get("ray_version", ""))
         if saved_ray.split(".")[:2] != RAY_VERSION.split(".")[:2]:
             raise CheckpointError(

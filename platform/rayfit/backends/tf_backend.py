@@ -29,10 +29,18 @@ import tensorflow as tf  # noqa: E402
 
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics  # noqa: E402
 from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
+from rayfit.backends.batch_layout import (  # noqa: E402
+    batches_per_epoch,
+    epoch_permutation,
+    in_batches,
+    own_rank_state,
+    share,
+)
+from rayfit.backends.placement import check_precision, wants_gpu  # noqa: E402
 from rayfit.backends.tf_optim import build_groups  # noqa: E402
 from rayfit.config import ExperimentConfig  # noqa: E402
 from rayfit.data import DataInfo, Prepared  # noqa: E402
-from rayfit.errors import CheckpointError, ConfigError, first_line  # noqa: E402
+from rayfit.errors import CheckpointError, first_line  # noqa: E402
 from rayfit.models.tf_models import build_model  # noqa: E402
 
 MODEL_FILE = MODEL_FILES["tensorflow"]
@@ -40,18 +48,8 @@ POLICIES = {"32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 def resolve_device(cfg: ExperimentConfig) -> str:
-    """'/GPU:0' or '/CPU:0', as trainer.device and scaling.use_gpu ask."""
-    wanted = cfg.trainer.device
-    if wanted == "auto":
-        wanted = "cuda" if cfg.scaling.use_gpu else "cpu"
-    if wanted == "cuda" and not tf.config.list_physical_devices("GPU"):
-        raise ConfigError("scaling.use_gpu: a GPU was asked for but TensorFlow sees no GPU device")
-    return "/GPU:0" if wanted == "cuda" else "/CPU:0"
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so resume needs no state."""
-    return np.random.default_rng(seed * 1_000_003 + epoch).permutation(n).astype(np.int32)
+    """'/GPU:0' or '/CPU:0', as trainer.device and scaling.use_gpu ask (placement's shared policy)."""
+    return "/GPU:0" if wants_gpu(cfg, "TensorFlow", bool(tf.config.list_physical_devices("GPU"))) else "/CPU:0"
 
 
 _strategy: tf.distribute.MultiWorkerMirroredStrategy | None = None
@@ -74,14 +72,6 @@ def replica_group(strategy: tf.distribute.Strategy | None) -> tuple[int, int]:
     if strategy is None:
         return 0, 1
     return strategy.cluster_resolver.task_id, strategy.num_replicas_in_sync
-
-
-def share(n: int, rank: int, world_size: int) -> slice:
-    """Rank `rank`'s contiguous part of n rows, as torch.tensor_split cuts them (the first n % world
-    parts one row longer), so both backends give each worker the same rows."""
-    size, extra = divmod(n, world_size)
-    start = rank * size + min(rank, extra)
-    return slice(start, start + size + (1 if rank < extra else 0))
 
 
 class LossScale:
@@ -128,8 +118,7 @@ class TFBackend:
             self._collectives()
         self.classification = data.info.task != "regression"
         self.seed, self.batch_size, self.accumulate = trainer.seed, trainer.batch_size, trainer.accumulate
-        if trainer.precision == "fp16" and self.device == "/CPU:0":
-            raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+        check_precision(cfg, on_gpu=self.device.startswith("/GPU"))
         keras.utils.set_random_seed(trainer.seed)  # model initialisation is part of the seeded run
         with tf.device(self.device):
             self.model = build_model(
@@ -154,8 +143,7 @@ class TFBackend:
         self._lrs = list(self.base_learning_rates)  # the exact floats the schedule set
         self.train_samples = len(data.x_train)
         self.global_batch = self.batch_size * self.world_size
-        full, tail = divmod(self.train_samples, self.global_batch)
-        self.batches_per_epoch = full + (1 if tail >= self.world_size else 0)
+        self.batches_per_epoch = batches_per_epoch(self.train_samples, self.global_batch, self.world_size)
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._perm = tf.zeros(0, tf.int32)
         self._step = tf.function(self._train_step)
@@ -176,7 +164,7 @@ class TFBackend:
         return int(self.splits[split][1].shape[0]) > 0
 
     def begin_epoch(self, epoch: int) -> None:
-        self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch))
+        self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch), tf.int32)
 
     def fetch_batch(self, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
         """The bounds of this worker's rows in the epoch's permutation; the rows themselves are
@@ -369,9 +357,7 @@ class TFBackend:
             variable.assign(value)
         for variable, value in zip(self.loss_scale.variables if self.loss_scale else [], state["loss_scale"]):
             variable.assign(value)
-        ranks = state["ranks"]
-        # a resume with another number of workers reuses worker 0's sums: not exact
-        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        mine = own_rank_state(state["ranks"], self.rank, self.world_size)
         self._sums.assign(mine["sums"])
         self._last_loss.assign(mine["last_loss"])
 
@@ -414,8 +400,8 @@ class TFBackend:
 
 def batched_outputs(forward: Any, x: tf.Tensor | np.ndarray, batch: int) -> np.ndarray:
     """forward(x) in slices of `batch` rows, as float32 numpy: bounded memory for any number of rows."""
-    parts = [np.asarray(forward(x[i : i + batch]), dtype=np.float32) for i in range(0, len(x), batch)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return in_batches(lambda rows: np.asarray(forward(rows), dtype=np.float32), x, batch,
+                      lambda parts: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
 
 
 def load_model(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> keras.Model:

@@ -21,24 +21,22 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics
+from rayfit.backends.batch_layout import in_batches, own_rank_state
+from rayfit.backends.placement import check_precision, wants_gpu
 from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
 from rayfit.data import DataInfo, Prepared
 from rayfit.data.streaming import StreamedData
-from rayfit.errors import CheckpointError, ConfigError, first_line
+from rayfit.errors import CheckpointError, first_line
 from rayfit.models.torch_models import build_model
 
 MODEL_FILE = MODEL_FILES["torch"]
 
 
 def resolve_device(cfg: ExperimentConfig) -> torch.device:
-    wanted = cfg.trainer.device
-    if wanted == "auto":
-        wanted = "cuda" if cfg.scaling.use_gpu else "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("scaling.use_gpu: a GPU was asked for but torch sees no CUDA device")
-    return torch.device(wanted)
+    """cuda or cpu, as trainer.device and scaling.use_gpu ask (placement's shared policy)."""
+    return torch.device("cuda" if wants_gpu(cfg, "torch", torch.cuda.is_available()) else "cpu")
 
 
 def meta_device() -> torch.device:
@@ -95,8 +93,8 @@ class TorchBackend:
         self.global_batch = self.batch_size * self.world_size
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
-        if self._autocast_dtype is torch.float16 and self.device.type == "cpu":
-            raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+        if self.device.type != "meta":  # the driver's check-only session: the workers check
+            check_precision(cfg, on_gpu=self.device.type == "cuda")
         fp16_on_gpu = self._autocast_dtype is torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16_on_gpu else None
         self._last_loss = torch.zeros(())
@@ -295,9 +293,7 @@ class TorchBackend:
             param.grad = None if grad is None else grad.to(self.device)
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
-        ranks = state["ranks"]
-        # a resume with another number of ranks (elastic) reuses rank 0's states: not exact
-        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        mine = own_rank_state(state["ranks"], self.rank, self.world_size)
         torch.set_rng_state(mine["torch_rng"].cpu())
         if "cuda_rng" in mine and self.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda_rng"].cpu(), self.device)
@@ -343,7 +339,7 @@ def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Calla
 @torch.no_grad()
 def batched_outputs(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
     """model(x) in slices of `batch` rows, as float32: bounded memory for any number of rows."""
-    return torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+    return in_batches(lambda rows: model(rows).float(), x, batch, torch.cat)
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -13,17 +13,12 @@ from typing import Any
 
 import torch
 
+from rayfit.backends.batch_layout import batches_per_epoch, epoch_permutation, share
 from rayfit.data import Prepared
 from rayfit.data.streaming import StreamedData
 
 log = logging.getLogger("rayfit")
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so resume needs no state."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
 
 
 class MemoryBatches:
@@ -51,28 +46,25 @@ class MemoryBatches:
         }
         self.train_samples = len(data.x_train)
         self.global_batch = batch_size * world_size
-        # a last global batch with fewer rows than ranks is dropped: every rank needs a row
-        full, tail = divmod(self.train_samples, self.global_batch)
-        self.batches_per_epoch = full + (1 if tail >= world_size else 0)
+        self.batches_per_epoch = batches_per_epoch(self.train_samples, self.global_batch, world_size)
         self._perm = torch.arange(0)
 
     def has_split(self, split: str) -> bool:
         return len(self.splits[split][1]) > 0
 
     def begin_epoch(self, epoch: int) -> None:
-        self._perm = epoch_permutation(self.train_samples, self.seed, epoch).to(self.device)
+        self._perm = torch.from_numpy(epoch_permutation(self.train_samples, self.seed, epoch)).to(self.device)
 
     def train_batch(self, index: int) -> Batch:
         x_all, y_all = self.splits["train"]
         rows = self._perm[index * self.global_batch : (index + 1) * self.global_batch]
-        if self.world_size > 1:
-            rows = rows.tensor_split(self.world_size)[self.rank]
+        rows = rows[share(len(rows), self.rank, self.world_size)]
         return x_all[rows], y_all[rows]
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         x, y = self.splits[split]
-        if self.world_size > 1:
-            x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
+        mine = share(len(y), self.rank, self.world_size)
+        x, y = x[mine], y[mine]
         for start in range(0, len(y), batch_size):
             yield x[start : start + batch_size], y[start : start + batch_size]
 
