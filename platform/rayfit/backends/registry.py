@@ -52,6 +52,7 @@ BACKENDS = {
         model_file="model.keras",
         ray_trainer="ray.train.tensorflow:TensorflowTrainer",  # sets the TF_CONFIG the strategy reads
         distributions=("tensorflow-cpu", "keras"),
+        streams=True,
     ),
 }
 NAMES = tuple(BACKENDS)

@@ -37,9 +37,11 @@ from rayfit.backends.batch_layout import (  # noqa: E402
     share,
 )
 from rayfit.backends.placement import check_precision, wants_gpu  # noqa: E402
+from rayfit.backends.stream_batches import StreamBatches  # noqa: E402
 from rayfit.backends.tf_optim import build_groups  # noqa: E402
 from rayfit.config import ExperimentConfig  # noqa: E402
 from rayfit.data import DataInfo, Prepared  # noqa: E402
+from rayfit.data.streaming import StreamedData  # noqa: E402
 from rayfit.errors import CheckpointError, first_line  # noqa: E402
 from rayfit.models.tf_models import build_model  # noqa: E402
 
@@ -108,7 +110,7 @@ class TFBackend:
 
     checkpoint_suffix = ".npz"
 
-    def __init__(self, cfg: ExperimentConfig, data: Prepared, device: str | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, data: Prepared | StreamedData, device: str | None = None) -> None:
         self.cfg, self.info = cfg, data.info
         trainer = cfg.trainer
         self.strategy = worker_strategy()  # first: before resolve_device's TF calls
@@ -126,7 +128,13 @@ class TFBackend:
                 POLICIES[trainer.precision],
             )
             self.groups = build_groups(cfg.optimizer, self.model)
-            self.splits = {
+            # rows in memory as tensors (batches are gathered in the step), or streamed by Ray Data
+            self.stream = (
+                StreamBatches(data, self._tensors, self.batch_size, self.seed, self.world_size,
+                              cfg.data.shuffle_buffer)
+                if isinstance(data, StreamedData) else None
+            )
+            self.splits = {} if isinstance(data, StreamedData) else {
                 "train": self._tensors(data.x_train, data.y_train),
                 "val": self._tensors(data.x_val, data.y_val),
                 "test": self._tensors(data.x_test, data.y_test),
@@ -141,12 +149,16 @@ class TFBackend:
             self._last_loss = tf.Variable(0.0, trainable=False)
         self.base_learning_rates = [g.lr for g in self.groups]
         self._lrs = list(self.base_learning_rates)  # the exact floats the schedule set
-        self.train_samples = len(data.x_train)
         self.global_batch = self.batch_size * self.world_size
-        self.batches_per_epoch = batches_per_epoch(self.train_samples, self.global_batch, self.world_size)
+        if self.stream is not None:
+            self.train_samples, self.batches_per_epoch = self.stream.train_samples, self.stream.batches_per_epoch
+        else:
+            self.train_samples = len(data.x_train)
+            self.batches_per_epoch = batches_per_epoch(self.train_samples, self.global_batch, self.world_size)
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._perm = tf.zeros(0, tf.int32)
         self._step = tf.function(self._train_step)
+        self._step_rows = tf.function(self._train_rows, reduce_retracing=True)  # streamed blocks
         self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
@@ -161,30 +173,44 @@ class TFBackend:
     # ------------------------------------------------------------------------------- steps
 
     def has_split(self, split: str) -> bool:
+        if self.stream is not None:
+            return self.stream.has_split(split)
         return int(self.splits[split][1].shape[0]) > 0
 
     def begin_epoch(self, epoch: int) -> None:
-        self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch), tf.int32)
+        if self.stream is not None:
+            self.stream.begin_epoch(epoch)
+        else:
+            self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch), tf.int32)
 
     def fetch_batch(self, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """The bounds of this worker's rows in the epoch's permutation; the rows themselves are
-        gathered inside the compiled step (one call into TF per batch)."""
+        """The bounds of this worker's rows in the epoch's permutation (the rows themselves are
+        gathered inside the compiled step: one call into TF per batch), or a streamed block's rows."""
+        if self.stream is not None:
+            return self.stream.train_batch(batch)
         first = batch * self.global_batch  # this worker's contiguous part of the global batch
         rows = share(min(self.global_batch, self.train_samples - first), self.rank, self.world_size)
         return tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
 
     def train_step(self, batch: int, data: tuple[tf.Tensor, tf.Tensor]) -> None:
         apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
-        lo, hi = data
-        self._step(self._perm, lo, hi, apply)  # traced once per value of apply
+        if self.stream is not None:
+            self._step_rows(*data, apply)
+        else:
+            self._step(self._perm, *data, apply)  # traced once per value of apply
         if self.device.startswith("/GPU"):  # the step ends inside the loop's step time; the NaN
             self._last_loss.numpy()  # check right after would wait for it anyway
 
     def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:
+        """One step on this worker's rows perm[lo:hi] of the training tensors."""
         with tf.device(self.device):
             index = perm[lo:hi]
             x_all, y_all = self.splits["train"]
-            x, y = tf.gather(x_all, index), tf.gather(y_all, index)
+            self._train_rows(tf.gather(x_all, index), tf.gather(y_all, index), apply)
+
+    def _train_rows(self, x: tf.Tensor, y: tf.Tensor, apply: bool) -> None:
+        """Forward, backward (averaged over the workers), accumulate or step, and the metric sums."""
+        with tf.device(self.device):
             with tf.GradientTape() as tape:
                 out = self.model(x, training=True)
                 loss = self._loss(out, y)
@@ -290,10 +316,23 @@ class TFBackend:
         return batched_outputs(self._forward, x, self.cfg.trainer.eval_batch_size)
 
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units."""
-        x, y = self.splits[split]
-        rows = share(int(y.shape[0]), self.rank, self.world_size)  # each worker scores its part
-        out, y = self.outputs(x[rows]).astype(np.float64), y[rows].numpy()
+        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units.
+
+        With rows in memory each worker scores its part and the sums are reduced; streamed, every
+        worker scores the whole split, block by block."""
+        if self.stream is not None:
+            blocks = self.stream.eval_batches(split, self.cfg.trainer.eval_batch_size)
+            sums = np.sum([self._eval_sums(x, y) for x, y in blocks], axis=0)
+        else:
+            x, y = self.splits[split]
+            rows = share(int(y.shape[0]), self.rank, self.world_size)
+            sums = self._reduce(self._eval_sums(x[rows], y[rows]))
+        return metrics.split_metrics(self.classification, sums.tolist(), self.info.target_std)
+
+    def _eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
+        """(loss, correct, rows) or, for regression, (squared error, absolute error, y, y squared,
+        rows), summed over the rows in float64."""
+        out, y = self.outputs(x).astype(np.float64), y.numpy()
         if self.classification:
             shifted = out - out.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -302,7 +341,7 @@ class TFBackend:
         else:
             error, y64 = out[:, 0] - y, y.astype(np.float64)
             sums = [(error**2).sum(), np.abs(error).sum(), y64.sum(), (y64**2).sum(), float(len(y))]
-        return metrics.split_metrics(self.classification, self._reduce(np.array(sums)).tolist(), self.info.target_std)
+        return np.array(sums, dtype=np.float64)
 
     def learning_rates(self) -> list[float]:
         return list(self._lrs)

@@ -2,7 +2,7 @@
 
 Batches come from torch_batches: slices of a per-epoch permutation of tensors on the device (what
 a hand-written loop does, which is why rayfit's epoch costs about what such a loop costs), or rows
-streamed by Ray Data when the data is larger than memory.
+streamed by Ray Data (stream_batches, shared with TensorFlow) when the data is larger than memory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics
 from rayfit.backends.batch_layout import in_batches, own_rank_state
 from rayfit.backends.placement import check_precision, wants_gpu
-from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
+from rayfit.backends.stream_batches import StreamBatches
+from rayfit.backends.torch_batches import MemoryBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
 from rayfit.data import DataInfo, Prepared
@@ -82,9 +83,12 @@ class TorchBackend:
         self.base_learning_rates = [g["lr"] for g in self.optimizer.param_groups]
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
         y_dtype = torch.long if self.classification else torch.float32
-        self.batches: MemoryBatches | StreamBatches = (
-            StreamBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.world_size,
-                          cfg.data.shuffle_buffer)
+        def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            return (torch.as_tensor(x, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(y, dtype=y_dtype, device=self.device))
+
+        self.batches: MemoryBatches | StreamBatches[tuple[torch.Tensor, torch.Tensor]] = (
+            StreamBatches(data, tensors, self.batch_size, self.seed, self.world_size, cfg.data.shuffle_buffer)
             if isinstance(data, StreamedData)
             else MemoryBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.rank, self.world_size)
         )
