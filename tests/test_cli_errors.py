@@ -265,8 +265,6 @@ CASES = [
          experiment={"tracking": {"enabled": True, "uri": "nosuch://x"}}),
     Case("storage_uri_pyarrow_cannot_open", TRAIN, ["scaling.storage_path", "'nosuch://bucket'"],
          experiment={"scaling": {"storage_path": "nosuch://bucket"}}),
-    Case("tensorflow_streaming", TRAIN, ["data.streaming", "torch backend only"],
-         experiment={"data": {"streaming": True}}, backends=("tensorflow",)),
     # ---------------------------------------------------------------- run folders and checkpoints
     Case("resume_without_checkpoint", [*TRAIN, "--resume"], ["--resume", "no checkpoint", "tiny"],
          experiment={}),

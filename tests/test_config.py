@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
+from rayfit.backends.registry import BACKENDS
 from rayfit.config import ScalingConfig, load_experiment
 from rayfit.errors import ConfigError
 
@@ -78,6 +80,11 @@ def test_backend_by_override_and_what_it_cannot_do(make_experiment):
     assert load_experiment(make_experiment()).backend == "torch"
     assert load_experiment(make_experiment(), ["backend=tensorflow"]).backend == "tensorflow"
     assert load_experiment(make_experiment(), ["backend=tensorflow", "scaling.num_workers=2"]).scaling.num_workers == 2
+    assert load_experiment(make_experiment(), ["backend=tensorflow", "data.streaming=true"]).data.streaming
+
+
+def test_a_backend_the_registry_marks_as_not_streaming_is_refused_streamed_data(make_experiment, monkeypatch):
+    monkeypatch.setitem(BACKENDS, "tensorflow", dataclasses.replace(BACKENDS["tensorflow"], streams=False))
     with pytest.raises(ConfigError, match=r"data.streaming: streams rows to the torch backend only"):
         load_experiment(make_experiment(), ["backend=tensorflow", "data.streaming=true"])
 

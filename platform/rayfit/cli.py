@@ -93,6 +93,16 @@ Each trial is a run in runs/SWEEP/trials/TRIAL/. At the end runs/SWEEP/ holds
 trials.csv, best.yaml (`rayfit train runs/SWEEP/best.yaml` trains the best trial
 again) and plots/."""
 
+EXPORT_EXAMPLES = """\
+examples:
+  rayfit export digits_mlp --format onnx                  to runs/digits_mlp/exports/onnx/
+  rayfit export digits_mlp --format torchscript --output model-ts
+  rayfit export tf_run --format savedmodel
+
+onnx and torchscript for torch runs, onnx and savedmodel for TensorFlow runs. The
+model takes the encoded columns unscaled (standardization is inside it); the folder
+also holds encoding.json: the columns, vocabularies and class labels."""
+
 RUNS_EXAMPLES = """\
 examples:
   rayfit runs                        the runs under ./runs (same as `rayfit runs list`)
@@ -158,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config field, e.g. --set tune.num_samples=8")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the trials, concurrency and most epochs, and start nothing")
+
+    export = command("export", "export a finished run's model as ONNX, TorchScript or SavedModel",
+                     EXPORT_EXAMPLES)
+    export.add_argument("run", help="run folder, or run name under ./runs")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript", "savedmodel"])
+    export.add_argument("--output", metavar="DIR", help="a new folder to write (default RUN/exports/FORMAT)")
+    export.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
 
     runs = command("runs", "list, show and compare the runs under ./runs", RUNS_EXAMPLES)
     storage = argparse.ArgumentParser(add_help=False)
@@ -312,6 +329,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from rayfit.serving.export import export_run
+
+    folder = export_run(args.run, args.format, args.output, args.trust_code)
+    print(f"wrote the {args.format} model and encoding.json to {folder}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from rayfit import runs_view
 
@@ -356,7 +381,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "submit": cmd_submit, "tune": cmd_tune, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "runs": cmd_runs, "serve": cmd_serve}
+            "predict": cmd_predict, "export": cmd_export, "runs": cmd_runs, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

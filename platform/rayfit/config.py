@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from rayfit.backends.registry import BACKENDS, NAMES
 from rayfit.errors import ConfigError
 from rayfit.safe_yaml import load_json, load_yaml
 from rayfit.seed_format import from_seed_format, is_seed_format
@@ -293,7 +294,7 @@ class ExperimentConfig(Section):
     """One experiment file, resolved."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    backend: Literal["torch", "tensorflow"] = "torch"
+    backend: Literal[NAMES] = "torch"  # a name in backends/registry.py
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -407,8 +408,9 @@ def backend_limits(cfg: ExperimentConfig) -> str | None:
 
     Checks that need the model or the device (param_groups modules, fp16 without a GPU) are the
     backend's own, made when it is built."""
-    if cfg.backend == "tensorflow" and cfg.data.streaming:
-        return "data.streaming: streams rows to the torch backend only so far; set data.streaming: false"
+    if cfg.data.streaming and not BACKENDS[cfg.backend].streams:
+        streaming = ", ".join(name for name, entry in BACKENDS.items() if entry.streams)
+        return f"data.streaming: streams rows to the {streaming} backend only so far; set data.streaming: false"
     return None
 
 

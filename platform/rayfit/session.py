@@ -15,6 +15,7 @@ import mlflow
 import yaml
 
 from rayfit import preflight
+from rayfit.backends.batch_layout import BATCH_ORDER
 from rayfit.backends import build_backend, exported_model
 from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.callbacks.early_stopping import EarlyStopping
@@ -38,6 +39,7 @@ from rayfit.paths import portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
+from rayfit.serving.pyfunc_model import log_pyfunc_model
 
 log = logging.getLogger("rayfit")
 RAY_VERSION = version("ray")  # recorded in checkpoints: snapshots are tied to Ray's minor version
@@ -107,7 +109,7 @@ class Session:
             run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
             ck.monitor, ck.mode, ck.on_exception, writer=writer,
             extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
-                   "ray_version": RAY_VERSION},
+                   "ray_version": RAY_VERSION, "batch_order": BATCH_ORDER},
             flush=self.tracking.wait_for_epoch_metrics if self.tracking is not None else None,
         )
         self.control = (control or RunControl(run.path)) if writer else None
@@ -155,6 +157,11 @@ class Session:
     def restore(self, path: Path) -> None:
         """Go on from a checkpoint; refuse one written by another Ray minor version."""
         payload = self.loop.load_checkpoint(path)
+        if payload.get("batch_order", 1) != BATCH_ORDER:
+            raise CheckpointError(
+                f"{path}: written by an earlier rayfit that ordered each epoch's batches otherwise; it "
+                "cannot resume exactly: train anew (rayfit train --new), or resume with that version"
+            )
         saved_ray = str(payload.get("ray_version", ""))
         if saved_ray.split(".")[:2] != RAY_VERSION.split(".")[:2]:
             raise CheckpointError(
@@ -228,13 +235,13 @@ class Session:
         return folder
 
     def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
-        """Log the model (the backend's flavor), test metrics, config, history, plot and the best and
+        """Log the model (a pyfunc that takes raw rows), test metrics, config, history, plot and the best and
         last checkpoints, then close the MLflow run."""
         tracking, run = self.tracking, self.run
         assert tracking is not None
         mlflow.set_tracking_uri(tracking.uri)  # log_model has only the fluent API
         with mlflow.start_run(run_id=tracking.run_id):
-            self.backend.log_mlflow_model("model")
+            log_pyfunc_model(self.run.model_dir, "model")
         files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
         index = self.checkpointing.index
         best = index.best(1, self.checkpointing.mode)

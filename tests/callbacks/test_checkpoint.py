@@ -12,12 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from rayfit import Trainer
 from rayfit.backends.tf_backend import TFBackend
 from rayfit.backends.torch_backend import TorchBackend
 from rayfit.callbacks.background_writes import BackgroundWrites
+from rayfit.backends.batch_layout import BATCH_ORDER
 from rayfit.callbacks.checkpoint import CheckpointIndex
+from rayfit.cli import main
 from rayfit.errors import CheckpointError
 from rayfit.loop import Callback, EpochLoop
 from tests.conftest import CHECKPOINT_SUFFIX, checkpoint_arrays, read_checkpoint
@@ -58,12 +61,29 @@ def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment, backend):
     latest = json.loads((folder / "index.json").read_text())["checkpoints"][-1]["file"]
     payload = read_checkpoint(folder / latest)  # no code runs on load
     assert set(payload) >= {"loop", "backend", "callbacks", "rng", "config", "data_info", "ray_version"}
+    assert payload["batch_order"] == BATCH_ORDER
     backend_keys, rank_keys = BACKEND_STATE[backend]
     assert set(payload["backend"]) >= backend_keys
     assert set(payload["backend"]["ranks"][0]) >= rank_keys
     assert payload["loop"]["epoch"] == 1 and len(payload["loop"]["history"]) == 1
     assert payload["config"]["name"] == "tiny"
     assert len(payload["data_info"]["mean"]) == 64
+
+
+def test_a_checkpoint_of_the_old_batch_order_is_refused_in_one_line(make_experiment, capsys):
+    """torch drew each epoch's order with torch.randperm before batch_layout.epoch_permutation:
+    such a checkpoint cannot resume exactly, and says so instead of going on."""
+    experiment = make_experiment(trainer={"epochs": 1})
+    result = Trainer(experiment).fit()
+    folder = result.run_dir / "checkpoints"
+    latest = folder / json.loads((folder / "index.json").read_text())["checkpoints"][-1]["file"]
+    payload = read_checkpoint(latest)
+    del payload["batch_order"]  # as an earlier rayfit wrote it
+    torch.save(payload, latest)
+    capsys.readouterr()
+    assert main(["train", str(experiment), "--extend", "--set", "trainer.epochs=2"]) == 2
+    error = capsys.readouterr().err
+    assert "earlier rayfit that ordered each epoch's batches otherwise" in error and error.count("\n") == 1, error
 
 
 FAILING_MODELS = {"torch": """

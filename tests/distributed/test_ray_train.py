@@ -4,7 +4,6 @@ and killed workers or a killed driver resume to the same weights. One local Ray 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import ray
 import torch
@@ -25,9 +23,8 @@ from rayfit import Trainer
 from rayfit.backends.array_file import load_arrays
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
-from rayfit.data.streaming import plan_stream
-from rayfit.inference import SavedModel
 from rayfit.loop.epoch_clock import TIME_KEYS
+from tests.distributed.streamed_run import assert_streamed_run_scored_exactly_the_test_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 from make_parquet_data import write_parquet_data  # noqa: E402
@@ -289,19 +286,7 @@ def test_streamed_parquet_trains_and_scores_exactly_the_test_rows(workers, ray_c
     trainer = Trainer(path)
     result = trainer.fit()
 
-    plan = plan_stream(trainer.config.data, seed=1)
-    per_rank = plan.rows["train"] // max(workers, 1)
-    latest = CheckpointIndex(result.run_dir / "checkpoints").latest
-    assert torch.load(latest, weights_only=True)["loop"]["step"] == math.ceil(per_rank / 64)
-    rules = plan.rules[str(folder)]
-    rows = pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))], ignore_index=True)
-    x, y = rules.clean(rows, "all rows")
-    test_rows = rows[rules.split(x, y) == 2]
-    assert len(test_rows) == plan.rows["test"] > 350
-    predicted = SavedModel(result.run_dir).predict_frame(test_rows, "test rows")
-    accuracy = float(np.mean(np.asarray(predicted) == test_rows["label"].to_numpy()))
-    assert result.test_metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-12)
-    assert accuracy > 0.8  # 3 classes: chance is 1/3
+    assert_streamed_run_scored_exactly_the_test_rows(trainer, result, folder, workers, batch_size=64)
     ray_checkpoints = list((workdir / "ray-storage" / "stream").glob("checkpoint_*-*"))
     assert len(ray_checkpoints) == (1 if workers else 0)  # Ray Train's run went to the URI
 

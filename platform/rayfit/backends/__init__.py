@@ -1,52 +1,51 @@
 """Framework backends: each supplies the steps, state and export that the loop calls.
 
-Each is imported only when a run asks for it, so a torch run never loads TensorFlow.
+Which backends exist, and where their parts are, is registry.BACKENDS; each is imported only
+when a run asks for it, so a torch run never loads TensorFlow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-from rayfit.config import ExperimentConfig
-from rayfit.data import DataInfo, Prepared
+from rayfit.backends.registry import BACKENDS
 from rayfit.safe_yaml import load_yaml
 
-MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}  # in a run's model/ folder
+if TYPE_CHECKING:  # not imported at run time: config.py reads the registry through this package
+    from rayfit.backends.contract import TrainingBackend
+    from rayfit.config import ExperimentConfig
+    from rayfit.data import DataInfo, Prepared
+    from rayfit.data.streaming import StreamedData
+
+MODEL_FILES = {name: entry.model_file for name, entry in BACKENDS.items()}  # in a run's model/ folder
 
 
-def build_backend(cfg: ExperimentConfig, data: Prepared, device: Any = None) -> Any:
+def build_backend(cfg: ExperimentConfig, data: Prepared | StreamedData, device: Any = None) -> TrainingBackend:
     """The backend cfg.backend names, on `device` (None: what the config asks for)."""
-    if cfg.backend == "tensorflow":
-        from rayfit.backends.tf_backend import TFBackend
-
-        return TFBackend(cfg, data, device)
-    from rayfit.backends.torch_backend import TorchBackend
-
-    return TorchBackend(cfg, data, device)
+    return BACKENDS[cfg.backend].load("backend")(cfg, data, device)
 
 
 def driver_device(cfg: ExperimentConfig) -> Any:
-    """Where the driver builds a session only to check it when workers train: torch's meta
-    device (no memory, no GPU needed); None (the config's own device) for TensorFlow."""
-    if cfg.backend == "torch":
-        import torch
+    """Where the driver builds a session only to check it when workers train (torch: the meta
+    device, no memory and no GPU needed); None: the config's own device."""
+    entry = BACKENDS[cfg.backend]
+    return entry.load("driver_device")() if entry.driver_device else None
 
-        return torch.device("meta")
-    return None
+
+def worker_device(cfg: ExperimentConfig) -> Any:
+    """A Ray Train worker's device as Ray assigned it (torch), or None where the backend picks."""
+    entry = BACKENDS[cfg.backend]
+    return entry.load("worker_device")() if entry.worker_device else None
 
 
 def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Outputs of the model exported in `folder` for encoded rows, by the run's backend."""
-    if cfg.backend == "tensorflow":
-        from rayfit.backends.tf_backend import load_predictor as load
-    else:
-        from rayfit.backends.torch_backend import load_predictor as load
-    return load(cfg, info, folder)
+    return BACKENDS[cfg.backend].load("predictor")(cfg, info, folder)
 
 
 def exported_model(folder: Path) -> Path | None:

@@ -29,10 +29,20 @@ import tensorflow as tf  # noqa: E402
 
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics  # noqa: E402
 from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
+from rayfit.backends.batch_layout import (  # noqa: E402
+    batches_per_epoch,
+    epoch_permutation,
+    in_batches,
+    own_rank_state,
+    share,
+)
+from rayfit.backends.placement import check_precision, wants_gpu  # noqa: E402
+from rayfit.backends.stream_batches import StreamBatches  # noqa: E402
 from rayfit.backends.tf_optim import build_groups  # noqa: E402
 from rayfit.config import ExperimentConfig  # noqa: E402
 from rayfit.data import DataInfo, Prepared  # noqa: E402
-from rayfit.errors import CheckpointError, ConfigError, first_line  # noqa: E402
+from rayfit.data.streaming import StreamedData  # noqa: E402
+from rayfit.errors import CheckpointError, first_line  # noqa: E402
 from rayfit.models.tf_models import build_model  # noqa: E402
 
 MODEL_FILE = MODEL_FILES["tensorflow"]
@@ -40,18 +50,8 @@ POLICIES = {"32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 def resolve_device(cfg: ExperimentConfig) -> str:
-    """'/GPU:0' or '/CPU:0', as trainer.device and scaling.use_gpu ask."""
-    wanted = cfg.trainer.device
-    if wanted == "auto":
-        wanted = "cuda" if cfg.scaling.use_gpu else "cpu"
-    if wanted == "cuda" and not tf.config.list_physical_devices("GPU"):
-        raise ConfigError("scaling.use_gpu: a GPU was asked for but TensorFlow sees no GPU device")
-    return "/GPU:0" if wanted == "cuda" else "/CPU:0"
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so resume needs no state."""
-    return np.random.default_rng(seed * 1_000_003 + epoch).permutation(n).astype(np.int32)
+    """'/GPU:0' or '/CPU:0', as trainer.device and scaling.use_gpu ask (placement's shared policy)."""
+    return "/GPU:0" if wants_gpu(cfg, "TensorFlow", bool(tf.config.list_physical_devices("GPU"))) else "/CPU:0"
 
 
 _strategy: tf.distribute.MultiWorkerMirroredStrategy | None = None
@@ -74,14 +74,6 @@ def replica_group(strategy: tf.distribute.Strategy | None) -> tuple[int, int]:
     if strategy is None:
         return 0, 1
     return strategy.cluster_resolver.task_id, strategy.num_replicas_in_sync
-
-
-def share(n: int, rank: int, world_size: int) -> slice:
-    """Rank `rank`'s contiguous part of n rows, as torch.tensor_split cuts them (the first n % world
-    parts one row longer), so both backends give each worker the same rows."""
-    size, extra = divmod(n, world_size)
-    start = rank * size + min(rank, extra)
-    return slice(start, start + size + (1 if rank < extra else 0))
 
 
 class LossScale:
@@ -118,7 +110,7 @@ class TFBackend:
 
     checkpoint_suffix = ".npz"
 
-    def __init__(self, cfg: ExperimentConfig, data: Prepared, device: str | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, data: Prepared | StreamedData, device: str | None = None) -> None:
         self.cfg, self.info = cfg, data.info
         trainer = cfg.trainer
         self.strategy = worker_strategy()  # first: before resolve_device's TF calls
@@ -128,8 +120,7 @@ class TFBackend:
             self._collectives()
         self.classification = data.info.task != "regression"
         self.seed, self.batch_size, self.accumulate = trainer.seed, trainer.batch_size, trainer.accumulate
-        if trainer.precision == "fp16" and self.device == "/CPU:0":
-            raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+        check_precision(cfg, on_gpu=self.device.startswith("/GPU"))
         keras.utils.set_random_seed(trainer.seed)  # model initialisation is part of the seeded run
         with tf.device(self.device):
             self.model = build_model(
@@ -137,7 +128,13 @@ class TFBackend:
                 POLICIES[trainer.precision],
             )
             self.groups = build_groups(cfg.optimizer, self.model)
-            self.splits = {
+            # rows in memory as tensors (batches are gathered in the step), or streamed by Ray Data
+            self.stream = (
+                StreamBatches(data, self._tensors, self.batch_size, self.seed, self.world_size,
+                              cfg.data.shuffle_buffer)
+                if isinstance(data, StreamedData) else None
+            )
+            self.splits = {} if isinstance(data, StreamedData) else {
                 "train": self._tensors(data.x_train, data.y_train),
                 "val": self._tensors(data.x_val, data.y_val),
                 "test": self._tensors(data.x_test, data.y_test),
@@ -152,13 +149,16 @@ class TFBackend:
             self._last_loss = tf.Variable(0.0, trainable=False)
         self.base_learning_rates = [g.lr for g in self.groups]
         self._lrs = list(self.base_learning_rates)  # the exact floats the schedule set
-        self.train_samples = len(data.x_train)
         self.global_batch = self.batch_size * self.world_size
-        full, tail = divmod(self.train_samples, self.global_batch)
-        self.batches_per_epoch = full + (1 if tail >= self.world_size else 0)
+        if self.stream is not None:
+            self.train_samples, self.batches_per_epoch = self.stream.train_samples, self.stream.batches_per_epoch
+        else:
+            self.train_samples = len(data.x_train)
+            self.batches_per_epoch = batches_per_epoch(self.train_samples, self.global_batch, self.world_size)
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._perm = tf.zeros(0, tf.int32)
         self._step = tf.function(self._train_step)
+        self._step_rows = tf.function(self._train_rows, reduce_retracing=True)  # streamed blocks
         self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
@@ -173,30 +173,44 @@ class TFBackend:
     # ------------------------------------------------------------------------------- steps
 
     def has_split(self, split: str) -> bool:
+        if self.stream is not None:
+            return self.stream.has_split(split)
         return int(self.splits[split][1].shape[0]) > 0
 
     def begin_epoch(self, epoch: int) -> None:
-        self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch))
+        if self.stream is not None:
+            self.stream.begin_epoch(epoch)
+        else:
+            self._perm = tf.constant(epoch_permutation(self.train_samples, self.seed, epoch), tf.int32)
 
     def fetch_batch(self, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """The bounds of this worker's rows in the epoch's permutation; the rows themselves are
-        gathered inside the compiled step (one call into TF per batch)."""
+        """The bounds of this worker's rows in the epoch's permutation (the rows themselves are
+        gathered inside the compiled step: one call into TF per batch), or a streamed block's rows."""
+        if self.stream is not None:
+            return self.stream.train_batch(batch)
         first = batch * self.global_batch  # this worker's contiguous part of the global batch
         rows = share(min(self.global_batch, self.train_samples - first), self.rank, self.world_size)
         return tf.constant(first + rows.start, tf.int32), tf.constant(first + rows.stop, tf.int32)
 
     def train_step(self, batch: int, data: tuple[tf.Tensor, tf.Tensor]) -> None:
         apply = (batch + 1) % self.accumulate == 0 or batch + 1 == self.batches_per_epoch
-        lo, hi = data
-        self._step(self._perm, lo, hi, apply)  # traced once per value of apply
+        if self.stream is not None:
+            self._step_rows(*data, apply)
+        else:
+            self._step(self._perm, *data, apply)  # traced once per value of apply
         if self.device.startswith("/GPU"):  # the step ends inside the loop's step time; the NaN
             self._last_loss.numpy()  # check right after would wait for it anyway
 
     def _train_step(self, perm: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, apply: bool) -> None:
+        """One step on this worker's rows perm[lo:hi] of the training tensors."""
         with tf.device(self.device):
             index = perm[lo:hi]
             x_all, y_all = self.splits["train"]
-            x, y = tf.gather(x_all, index), tf.gather(y_all, index)
+            self._train_rows(tf.gather(x_all, index), tf.gather(y_all, index), apply)
+
+    def _train_rows(self, x: tf.Tensor, y: tf.Tensor, apply: bool) -> None:
+        """Forward, backward (averaged over the workers), accumulate or step, and the metric sums."""
+        with tf.device(self.device):
             with tf.GradientTape() as tape:
                 out = self.model(x, training=True)
                 loss = self._loss(out, y)
@@ -302,10 +316,23 @@ class TFBackend:
         return batched_outputs(self._forward, x, self.cfg.trainer.eval_batch_size)
 
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units."""
-        x, y = self.splits[split]
-        rows = share(int(y.shape[0]), self.rank, self.world_size)  # each worker scores its part
-        out, y = self.outputs(x[rows]).astype(np.float64), y[rows].numpy()
+        """Loss and accuracy, or for regression loss, MAE, RMSE and R2 in the target's own units.
+
+        With rows in memory each worker scores its part and the sums are reduced; streamed, every
+        worker scores the whole split, block by block."""
+        if self.stream is not None:
+            blocks = self.stream.eval_batches(split, self.cfg.trainer.eval_batch_size)
+            sums = np.sum([self._eval_sums(x, y) for x, y in blocks], axis=0)
+        else:
+            x, y = self.splits[split]
+            rows = share(int(y.shape[0]), self.rank, self.world_size)
+            sums = self._reduce(self._eval_sums(x[rows], y[rows]))
+        return metrics.split_metrics(self.classification, sums.tolist(), self.info.target_std)
+
+    def _eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
+        """(loss, correct, rows) or, for regression, (squared error, absolute error, y, y squared,
+        rows), summed over the rows in float64."""
+        out, y = self.outputs(x).astype(np.float64), y.numpy()
         if self.classification:
             shifted = out - out.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -314,7 +341,7 @@ class TFBackend:
         else:
             error, y64 = out[:, 0] - y, y.astype(np.float64)
             sums = [(error**2).sum(), np.abs(error).sum(), y64.sum(), (y64**2).sum(), float(len(y))]
-        return metrics.split_metrics(self.classification, self._reduce(np.array(sums)).tolist(), self.info.target_std)
+        return np.array(sums, dtype=np.float64)
 
     def learning_rates(self) -> list[float]:
         return list(self._lrs)
@@ -369,9 +396,7 @@ class TFBackend:
             variable.assign(value)
         for variable, value in zip(self.loss_scale.variables if self.loss_scale else [], state["loss_scale"]):
             variable.assign(value)
-        ranks = state["ranks"]
-        # a resume with another number of workers reuses worker 0's sums: not exact
-        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        mine = own_rank_state(state["ranks"], self.rank, self.world_size)
         self._sums.assign(mine["sums"])
         self._last_loss.assign(mine["last_loss"])
 
@@ -410,27 +435,25 @@ class TFBackend:
         """Take the weights of an exported model (rayfit evaluate)."""
         load_weights(self.model, folder / MODEL_FILE)
 
-    def log_mlflow_model(self, name: str) -> None:
-        """Log the model with MLflow's tensorflow flavor (requirements given, not inferred: faster)."""
-        import mlflow.tensorflow
-
-        mlflow.tensorflow.log_model(
-            self.model, name=name, input_example=self.splits["train"][0][:2].numpy(),
-            pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
-        )
 
 
 def batched_outputs(forward: Any, x: tf.Tensor | np.ndarray, batch: int) -> np.ndarray:
     """forward(x) in slices of `batch` rows, as float32 numpy: bounded memory for any number of rows."""
-    parts = [np.asarray(forward(x[i : i + batch]), dtype=np.float32) for i in range(0, len(x), batch)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return in_batches(lambda rows: np.asarray(forward(rows), dtype=np.float32), x, batch,
+                      lambda parts: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
+
+
+def load_model(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> keras.Model:
+    """The model exported in `folder`: rebuilt from the config (a user model comes by import
+    path, as in training), then the weights of model.keras loaded."""
+    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape, POLICIES[cfg.trainer.precision])
+    load_weights(model, folder / MODEL_FILE)
+    return model
 
 
 def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config (a
-    user model comes by import path, as in training), then the weights of model.keras loaded."""
-    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape, POLICIES[cfg.trainer.precision])
-    load_weights(model, folder / MODEL_FILE)
+    """Outputs of the model exported in `folder` for encoded rows."""
+    model = load_model(cfg, info, folder)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return lambda x: batched_outputs(forward, tf.constant(x, tf.float32), cfg.trainer.eval_batch_size)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
+from rayfit.backends.param_groups import resolve_groups
 from rayfit.config import OptimizerConfig
 from rayfit.errors import ConfigError
 
@@ -38,29 +39,16 @@ def build_groups(cfg: OptimizerConfig, model: keras.Model) -> list[Group]:
     """The rest of the model first, then one group per cfg.param_groups entry (a layer name)."""
     trainable = model.trainable_variables
     position = {id(v): i for i, v in enumerate(trainable)}
-    taken: set[int] = set()
-    chosen: list[tuple[list[int], float, float]] = []
-    for i, group_cfg in enumerate(cfg.param_groups):
+
+    def members(name: str) -> list[int] | None:
         try:
-            layer = model.get_layer(group_cfg.module)
+            return [position[id(v)] for v in model.get_layer(name).trainable_variables]
         except ValueError:
-            names = ", ".join(layer.name for layer in model.layers)
-            raise ConfigError(
-                f"optimizer.param_groups.{i}.module: the model has no layer {group_cfg.module!r}; "
-                f"its layers are: {names}"
-            ) from None
-        indices = [position[id(v)] for v in layer.trainable_variables if position[id(v)] not in taken]
-        taken |= set(indices)
-        lr = group_cfg.lr if group_cfg.lr is not None else cfg.lr
-        decay = group_cfg.weight_decay if group_cfg.weight_decay is not None else cfg.weight_decay
-        chosen.append((indices, lr, decay))
-    rest = [i for i in range(len(trainable)) if i not in taken]
-    if rest:
-        chosen.insert(0, (rest, cfg.lr, cfg.weight_decay))
-    if not trainable:
-        raise ConfigError("model.type: the model has no trainable parameters")
-    groups = [Group(_optimizer(cfg, lr, decay), indices, lr, 0.0 if cfg.name == "adamw" else decay)
-              for indices, lr, decay in chosen]
+            return None
+
+    chosen = resolve_groups(cfg, len(trainable), members, "layer", lambda: [layer.name for layer in model.layers])
+    groups = [Group(_optimizer(cfg, g.lr, g.weight_decay), g.indices, g.lr,
+                    0.0 if cfg.name == "adamw" else g.weight_decay) for g in chosen]
     for group in groups:  # variables exist before the first step: state_dict has them all
         group.optimizer.build([trainable[i] for i in group.indices])
     return groups

@@ -2,7 +2,7 @@
 
 Batches come from torch_batches: slices of a per-epoch permutation of tensors on the device (what
 a hand-written loop does, which is why rayfit's epoch costs about what such a loop costs), or rows
-streamed by Ray Data when the data is larger than memory.
+streamed by Ray Data (stream_batches, shared with TensorFlow) when the data is larger than memory.
 """
 
 from __future__ import annotations
@@ -21,24 +21,28 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics
-from rayfit.backends.torch_batches import MemoryBatches, StreamBatches
+from rayfit.backends.batch_layout import in_batches, own_rank_state
+from rayfit.backends.placement import check_precision, wants_gpu
+from rayfit.backends.stream_batches import StreamBatches
+from rayfit.backends.torch_batches import MemoryBatches
 from rayfit.backends.torch_optim import build_optimizer
 from rayfit.config import ExperimentConfig
 from rayfit.data import DataInfo, Prepared
 from rayfit.data.streaming import StreamedData
-from rayfit.errors import CheckpointError, ConfigError, first_line
+from rayfit.errors import CheckpointError, first_line
 from rayfit.models.torch_models import build_model
 
 MODEL_FILE = MODEL_FILES["torch"]
 
 
 def resolve_device(cfg: ExperimentConfig) -> torch.device:
-    wanted = cfg.trainer.device
-    if wanted == "auto":
-        wanted = "cuda" if cfg.scaling.use_gpu else "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("scaling.use_gpu: a GPU was asked for but torch sees no CUDA device")
-    return torch.device(wanted)
+    """cuda or cpu, as trainer.device and scaling.use_gpu ask (placement's shared policy)."""
+    return torch.device("cuda" if wants_gpu(cfg, "torch", torch.cuda.is_available()) else "cpu")
+
+
+def meta_device() -> torch.device:
+    """torch's meta device: a session built on it allocates nothing (the driver's check)."""
+    return torch.device("meta")
 
 
 def process_group() -> tuple[int, int]:
@@ -79,9 +83,12 @@ class TorchBackend:
         self.base_learning_rates = [g["lr"] for g in self.optimizer.param_groups]
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
         y_dtype = torch.long if self.classification else torch.float32
-        self.batches: MemoryBatches | StreamBatches = (
-            StreamBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.world_size,
-                          cfg.data.shuffle_buffer)
+        def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            return (torch.as_tensor(x, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(y, dtype=y_dtype, device=self.device))
+
+        self.batches: MemoryBatches | StreamBatches[tuple[torch.Tensor, torch.Tensor]] = (
+            StreamBatches(data, tensors, self.batch_size, self.seed, self.world_size, cfg.data.shuffle_buffer)
             if isinstance(data, StreamedData)
             else MemoryBatches(data, self.device, y_dtype, self.batch_size, self.seed, self.rank, self.world_size)
         )
@@ -90,8 +97,8 @@ class TorchBackend:
         self.global_batch = self.batch_size * self.world_size
         self.clip_norm, self.clip_value = trainer.grad_clip_norm, trainer.grad_clip_value
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
-        if self._autocast_dtype is torch.float16 and self.device.type == "cpu":
-            raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+        if self.device.type != "meta":  # the driver's check-only session: the workers check
+            check_precision(cfg, on_gpu=self.device.type == "cuda")
         fp16_on_gpu = self._autocast_dtype is torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16_on_gpu else None
         self._last_loss = torch.zeros(())
@@ -290,9 +297,7 @@ class TorchBackend:
             param.grad = None if grad is None else grad.to(self.device)
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
-        ranks = state["ranks"]
-        # a resume with another number of ranks (elastic) reuses rank 0's states: not exact
-        mine = ranks[self.rank] if len(ranks) == self.world_size else ranks[0]
+        mine = own_rank_state(state["ranks"], self.rank, self.world_size)
         torch.set_rng_state(mine["torch_rng"].cpu())
         if "cuda_rng" in mine and self.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda_rng"].cpu(), self.device)
@@ -318,26 +323,19 @@ class TorchBackend:
         """Take the weights of an exported model (rayfit evaluate)."""
         self.set_weights(load_checked(folder / MODEL_FILE, self.device))
 
-    def log_mlflow_model(self, name: str) -> None:
-        """Log the model with MLflow's pytorch flavor (requirements given, not inferred: faster)."""
-        import mlflow.pytorch
 
-        self.model.eval()  # the pt2 format traces the graph: trace inference, not dropout
-        mlflow.pytorch.log_model(
-            self.model.cpu(),
-            name=name,
-            input_example=self.batches.example(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        self.model.to(self.device)
+
+def load_model(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> nn.Module:
+    """The model exported in `folder`, in eval mode: rebuilt from the config, then model.pt
+    loaded with weights_only=True."""
+    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape)
+    model.load_state_dict(load_checked(folder / MODEL_FILE))
+    return model.eval()
 
 
 def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Outputs of the model exported in `folder` for encoded rows: rebuilt from the config, then
-    model.pt loaded with weights_only=True."""
-    model = build_model(cfg.model, info.n_inputs, info.n_outputs, info.image_shape)
-    model.load_state_dict(load_checked(folder / MODEL_FILE))
-    model.eval()
+    """Outputs of the model exported in `folder` for encoded rows."""
+    model = load_model(cfg, info, folder)
     batch = cfg.trainer.eval_batch_size
     return lambda x: batched_outputs(model, torch.as_tensor(x, dtype=torch.float32), batch).numpy()
 
@@ -345,7 +343,7 @@ def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Calla
 @torch.no_grad()
 def batched_outputs(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
     """model(x) in slices of `batch` rows, as float32: bounded memory for any number of rows."""
-    return torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+    return in_batches(lambda rows: model(rows).float(), x, batch, torch.cat)
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -7,37 +7,27 @@ from typing import Any
 import torch
 from torch import nn
 
+from rayfit.backends.param_groups import resolve_groups
 from rayfit.config import OptimizerConfig
 from rayfit.errors import ConfigError
 
 
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
     """The optimizer cfg.name over the model, one group per cfg.param_groups entry plus the rest."""
-    groups: list[dict[str, Any]] = []
-    taken: set[int] = set()
-    for i, group_cfg in enumerate(cfg.param_groups):
-        try:
-            module = model.get_submodule(group_cfg.module)
-        except AttributeError:
-            names = ", ".join(name for name, _ in model.named_children())
-            raise ConfigError(
-                f"optimizer.param_groups.{i}.module: the model has no sub-module "
-                f"{group_cfg.module!r}; its top-level modules are: {names}"
-            ) from None
-        params = [p for p in module.parameters() if id(p) not in taken]
-        taken |= {id(p) for p in params}
-        group: dict[str, Any] = {"params": params}
-        if group_cfg.lr is not None:
-            group["lr"] = group_cfg.lr
-        if group_cfg.weight_decay is not None:
-            group["weight_decay"] = group_cfg.weight_decay
-        groups.append(group)
-    rest = [p for p in model.parameters() if id(p) not in taken]
-    if rest:
-        groups.insert(0, {"params": rest})
-    if not any(g["params"] for g in groups):
-        raise ConfigError("model.type: the model has no trainable parameters")
+    params = list(model.parameters())
+    position = {id(p): i for i, p in enumerate(params)}
 
+    def members(name: str) -> list[int] | None:
+        try:
+            return [position[id(p)] for p in model.get_submodule(name).parameters()]
+        except AttributeError:
+            return None
+
+    groups: list[dict[str, Any]] = [
+        {"params": [params[i] for i in group.indices], "lr": group.lr, "weight_decay": group.weight_decay}
+        for group in resolve_groups(cfg, len(params), members, "sub-module",
+                                    lambda: [name for name, _ in model.named_children()])
+    ]
     common = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.name == "sgd":
         if cfg.nesterov and cfg.momentum <= 0:

@@ -12,9 +12,9 @@ from typing import Any
 
 import ray
 import ray.train
-from ray.train.torch import TorchTrainer
 
 from rayfit import logs
+from rayfit.backends.registry import BACKENDS
 from rayfit.callbacks.signals import signals_pause
 from rayfit.config import ExperimentConfig, ScalingConfig
 from rayfit.control import RunControl
@@ -121,12 +121,9 @@ def check_resources(scaling: ScalingConfig, streaming: bool = False) -> None:
 
 
 def trainer_class(backend: str) -> type:
-    """TorchTrainer, or TensorflowTrainer for backend tensorflow (imported only then: it loads TF)."""
-    if backend == "tensorflow":
-        from ray.train.tensorflow import TensorflowTrainer
-
-        return TensorflowTrainer
-    return TorchTrainer
+    """The Ray Train trainer the backend's registry entry names (imported only then: Ray's
+    TensorflowTrainer loads TF)."""
+    return BACKENDS[backend].load("ray_trainer")
 
 
 def fit_with_ray(

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import ray.train
-import ray.train.torch
 
 from rayfit import logs
+from rayfit.backends import worker_device
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.config import validate
 from rayfit.distributed.ray_report import CHECKPOINT_STEM, RayReport
@@ -33,7 +33,7 @@ def train_worker(config: dict[str, Any]) -> None:
     stream = config["stream"]
     if stream is not None:  # this rank's rows come from Ray Data
         stream.shard = ray.train.get_dataset_shard
-    device = ray.train.torch.get_device() if cfg.backend == "torch" else None  # TF picks its own
+    device = worker_device(cfg)  # as Ray assigned it (torch); TF picks its own
     session = Session(
         cfg, run, rank=rank, device=device, reporter=RayReport, data=stream, callbacks=config["callbacks"],
         extend=config["extend"],
