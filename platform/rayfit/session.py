@@ -38,6 +38,7 @@ from rayfit.paths import portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
+from rayfit.serving.pyfunc_model import log_pyfunc_model
 
 log = logging.getLogger("rayfit")
 RAY_VERSION = version("ray")  # recorded in checkpoints: snapshots are tied to Ray's minor version
@@ -228,13 +229,13 @@ class Session:
         return folder
 
     def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
-        """Log the model (the backend's flavor), test metrics, config, history, plot and the best and
+        """Log the model (a pyfunc that takes raw rows), test metrics, config, history, plot and the best and
         last checkpoints, then close the MLflow run."""
         tracking, run = self.tracking, self.run
         assert tracking is not None
         mlflow.set_tracking_uri(tracking.uri)  # log_model has only the fluent API
         with mlflow.start_run(run_id=tracking.run_id):
-            self.backend.log_mlflow_model("model")
+            log_pyfunc_model(self.run.model_dir, "model")
         files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
         index = self.checkpointing.index
         best = index.best(1, self.checkpointing.mode)

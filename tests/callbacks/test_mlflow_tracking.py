@@ -1,11 +1,10 @@
 """MLflow records a run: params, one point per epoch per metric, test metrics, artifacts and a
-model that loads back (pytorch or tensorflow flavor); also against a real `mlflow server`."""
+pyfunc model that loads back and takes raw rows; also against a real `mlflow server`."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,9 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.datasets import load_digits
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
@@ -24,7 +25,7 @@ from rayfit.cli import main
 from rayfit.config import validate
 from rayfit.inference import SavedModel
 
-from tests.conftest import write_experiment
+from tests.conftest import free_port, write_experiment
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
                  "epoch_time_s", "samples_per_s", "peak_memory_mb")
@@ -66,18 +67,14 @@ def test_three_epoch_run_is_recorded(make_experiment, mlflow_uri, backend):
     assert any(f.startswith("checkpoints/best/ckpt-") for f in files)
     assert any(f.startswith("checkpoints/last/ckpt-") for f in files)
 
-    # the logged model (the backend's flavor, loaded as pyfunc) gives the exported model's outputs
+    # the logged model (a pyfunc) takes raw rows and answers what `rayfit predict` answers
     mlflow.set_tracking_uri(mlflow_uri)
     logged = client.search_logged_models([run.info.experiment_id])
     model = mlflow.pyfunc.load_model(logged[0].model_uri)
-    x = np.random.default_rng(0).normal(size=(5, 64)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(model.predict(x)), SavedModel(result.run_dir).outputs(x), atol=1e-6)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    rows = load_digits(as_frame=True).frame.drop(columns="target").iloc[:20]
+    expected = SavedModel(result.run_dir).predict_table(rows, "rows", probabilities=True)
+    pd.testing.assert_frame_equal(model.predict(rows, params={"probabilities": True}), expected)
+    assert model.predict(rows)["predicted_target"].tolist() == expected["predicted_target"].tolist()
 
 
 @pytest.fixture

@@ -410,14 +410,6 @@ class TFBackend:
         """Take the weights of an exported model (rayfit evaluate)."""
         load_weights(self.model, folder / MODEL_FILE)
 
-    def log_mlflow_model(self, name: str) -> None:
-        """Log the model with MLflow's tensorflow flavor (requirements given, not inferred: faster)."""
-        import mlflow.tensorflow
-
-        mlflow.tensorflow.log_model(
-            self.model, name=name, input_example=self.splits["train"][0][:2].numpy(),
-            pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
-        )
 
 
 def batched_outputs(forward: Any, x: tf.Tensor | np.ndarray, batch: int) -> np.ndarray:

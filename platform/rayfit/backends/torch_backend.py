@@ -318,18 +318,6 @@ class TorchBackend:
         """Take the weights of an exported model (rayfit evaluate)."""
         self.set_weights(load_checked(folder / MODEL_FILE, self.device))
 
-    def log_mlflow_model(self, name: str) -> None:
-        """Log the model with MLflow's pytorch flavor (requirements given, not inferred: faster)."""
-        import mlflow.pytorch
-
-        self.model.eval()  # the pt2 format traces the graph: trace inference, not dropout
-        mlflow.pytorch.log_model(
-            self.model.cpu(),
-            name=name,
-            input_example=self.batches.example(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        self.model.to(self.device)
 
 
 def load_predictor(cfg: ExperimentConfig, info: DataInfo, folder: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from rayfit.data import Prepared
@@ -77,10 +76,6 @@ class MemoryBatches:
         for start in range(0, len(y), batch_size):
             yield x[start : start + batch_size], y[start : start + batch_size]
 
-    def example(self) -> np.ndarray | None:
-        """Two training rows, as MLflow's input example."""
-        return self.splits["train"][0][:2].cpu().numpy()
-
 
 class StreamBatches:
     """Rows streamed by Ray Data in blocks: Ray Train splits the train rows equally over the ranks
@@ -135,6 +130,3 @@ class StreamBatches:
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         for batch in self._iterate(split, batch_size):
             yield batch["x"], batch["y"]
-
-    def example(self) -> np.ndarray | None:
-        return None  # no rows are held in memory
