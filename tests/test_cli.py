@@ -4,6 +4,7 @@ predict --probabilities, evaluate's report, quiet output, and answers that do no
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -205,7 +206,8 @@ def test_library_info_lines_show_only_with_verbose(tmp_path: Path) -> None:
         write_experiment(folder, "tiny", trainer={"epochs": 1, "progress": "none"},
                          tracking={"enabled": True, "system_metrics_s": 0.5})
         flags = ["-v"] if verbose else []
-        runs[verbose] = subprocess.Popen([*COMMAND, *flags, "train", "tiny.yaml"], cwd=folder,
+        env = {**os.environ, "RAYFIT_CACHE": str(folder / "cache")}  # its empty store is built anew
+        runs[verbose] = subprocess.Popen([*COMMAND, *flags, "train", "tiny.yaml"], cwd=folder, env=env,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     (quiet_out, quiet_err), (verbose_out, verbose_err) = (runs[v].communicate(timeout=300) for v in (False, True))
     assert runs[False].returncode == 0 and runs[True].returncode == 0, quiet_err + verbose_err

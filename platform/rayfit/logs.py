@@ -14,6 +14,7 @@ import sys
 QUIET_LIBRARIES = ("mlflow", "alembic", "huey")
 VERBOSE_ENV = "RAYFIT_VERBOSE"  # the Ray code reads it to let Ray's own lines through
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
+MLFLOW_BARS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # "Downloading artifacts" bars of log_model
 _handler: logging.Handler | None = None  # the one handler configure() added to the root logger
 
 
@@ -38,6 +39,8 @@ def configure(verbose: bool) -> None:
     user_level = os.environ.get(MLFLOW_LEVEL_ENV)
     if user_level is None or user_level == "WARNING":  # a level the user chose is kept
         os.environ[MLFLOW_LEVEL_ENV] = "WARNING" if quiet else "INFO"
+    if os.environ.get(MLFLOW_BARS_ENV) is None:  # a value the user chose is kept
+        os.environ[MLFLOW_BARS_ENV] = "false" if quiet else "true"
     for name in QUIET_LIBRARIES:  # for libraries already imported (the CLI called in-process)
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 
@@ -49,7 +52,8 @@ def verbose() -> bool:
 
 def worker_env() -> dict[str, str]:
     """What a Ray worker's environment needs to be as quiet (or verbose) as its driver."""
-    return {VERBOSE_ENV: "1" if verbose() else "0", MLFLOW_LEVEL_ENV: "INFO" if verbose() else "WARNING"}
+    return {VERBOSE_ENV: "1" if verbose() else "0", MLFLOW_LEVEL_ENV: "INFO" if verbose() else "WARNING",
+            MLFLOW_BARS_ENV: "true" if verbose() else "false"}
 
 
 def configure_worker() -> None:

@@ -11,7 +11,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import yaml
 
 from rayfit import preflight
@@ -23,10 +22,10 @@ from rayfit.callbacks.control import ControlRequests
 from rayfit.callbacks.event_stream import EventStream
 from rayfit.callbacks.history_logger import HistoryLogger
 from rayfit.callbacks.lr_schedule import LRScheduler, total_positions
-from rayfit.callbacks.mlflow_tracking import MlflowTracking, open_mlflow_run, tracking_uri
 from rayfit.callbacks.nan_guard import NanGuard
 from rayfit.callbacks.signals import GracefulStop
 from rayfit.callbacks.tensorboard import TensorBoardLogger
+from rayfit.callbacks.tracking import MlflowTracking
 from rayfit.config import ExperimentConfig
 from rayfit.control import RunControl
 from rayfit.data import Prepared, load_dataset
@@ -35,11 +34,10 @@ from rayfit.errors import CheckpointError, ConfigError
 from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
 from rayfit.metrics_report import final_test_metrics
-from rayfit.paths import portable
+from rayfit.paths import absolute_tracking_uri, portable
 from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
-from rayfit.serving.pyfunc_model import log_pyfunc_model
 
 log = logging.getLogger("rayfit")
 RAY_VERSION = version("ray")  # recorded in checkpoints: snapshots are tied to Ray's minor version
@@ -90,6 +88,34 @@ class Session:
     ) -> None:
         self.cfg, self.run, self.rank = cfg, run, rank
         self.extend = extend  # a finished run trained for more epochs: its saved config is replaced
+        writer = rank == 0
+        # First: the tracking process starts (importing MLflow) while this one loads data and framework.
+        self.tracking = (
+            MlflowTracking(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.system_metrics_s)
+            if cfg.tracking.enabled and writer
+            else None
+        )
+        try:
+            self._build(cfg, run, device, reporter, data, callbacks, sinks, control, signals)
+        except BaseException:
+            if self.tracking is not None:
+                self.tracking.close()
+            raise
+
+    def _build(
+        self,
+        cfg: ExperimentConfig,
+        run: RunFolder,
+        device: Any,
+        reporter: Callable[[Checkpointing], Callback] | None,
+        data: Prepared | StreamedData | None,
+        callbacks: list[Callback] | None,
+        sinks: list[Sink] | None,
+        control: RunControl | None,
+        signals: bool,
+    ) -> None:
+        """Everything but tracking, which __init__ starts first and closes if this fails."""
+        writer = self.rank == 0
         self.data = data if data is not None else load_dataset(cfg.data, cfg.trainer.seed)
         self.backend = build_backend(cfg, self.data, device)
         if self.backend.global_batch > self.data.train_rows:
@@ -98,12 +124,6 @@ class Session:
                 f"is larger than the {self.data.train_rows} training rows"
             )
         self.data_info = self.data.info.to_dict()
-        writer = rank == 0
-        self.tracking = (
-            MlflowTracking(tracking_uri(cfg), cfg.tracking.system_metrics_s)
-            if cfg.tracking.enabled and writer
-            else None
-        )
         ck = cfg.checkpoint
         self.checkpointing = Checkpointing(
             run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
@@ -177,8 +197,7 @@ class Session:
             self.restore(checkpoint)  # a corrupt file fails here, before anything is written
         run_id = None
         if self.tracking is not None:
-            run_id = open_mlflow_run(self.cfg, self.run.path)
-            self.tracking.attach(run_id)
+            run_id = self.tracking.open(self.cfg, self.run.path)
         if self.rank == 0:
             self.run.start(self.cfg, rewrite_config=self.extend, mlflow_run_id=run_id, ray_version=RAY_VERSION)
         if on_start is not None:
@@ -235,13 +254,10 @@ class Session:
         return folder
 
     def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
-        """Log the model (a pyfunc that takes raw rows), test metrics, config, history, plot and the best and
-        last checkpoints, then close the MLflow run."""
+        """Log the model (a pyfunc that takes raw rows), test metrics, config, history, plot and the
+        best and last checkpoints, then close the MLflow run."""
         tracking, run = self.tracking, self.run
         assert tracking is not None
-        mlflow.set_tracking_uri(tracking.uri)  # log_model has only the fluent API
-        with mlflow.start_run(run_id=tracking.run_id):
-            log_pyfunc_model(self.run.model_dir, "model")
         files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
         index = self.checkpointing.index
         best = index.best(1, self.checkpointing.mode)
@@ -249,7 +265,7 @@ class Session:
             files.append((run.checkpoints / best[0].file, "checkpoints/best"))
         if index.latest is not None:
             files.append((index.latest, "checkpoints/last"))
-        tracking.finish(test_metrics, files)
+        tracking.finish(test_metrics, run.model_dir, files)
 
 
 def result_from_folder(run: RunFolder) -> FitResult:

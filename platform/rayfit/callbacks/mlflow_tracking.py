@@ -20,7 +20,6 @@ from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
 from rayfit.config import ExperimentConfig
 from rayfit.errors import ConfigError
-from rayfit.loop import Callback, EpochLoop
 from rayfit.paths import absolute_tracking_uri
 
 log = logging.getLogger("rayfit")
@@ -157,8 +156,9 @@ def metric_list(metrics: dict[str, float], step: int) -> list[mlflow.entities.Me
     return [mlflow.entities.Metric(k, v, now, step) for k, v in metrics.items() if k != "epoch"]
 
 
-class MlflowTracking(Callback):
-    """Log each epoch's metrics (step = epoch) asynchronously, so the epoch does not wait on the store."""
+class MlflowRecorder:
+    """One run's MLflow writes, made in the tracking process (`rayfit.tracking_process`): each
+    epoch's metrics are logged asynchronously (step = epoch), so not even that process waits."""
 
     def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
         self.uri, self.run_id = uri, ""
@@ -166,12 +166,13 @@ class MlflowTracking(Callback):
         self._monitor: SystemMetricsMonitor | None = None
         self._pending: Any = None  # the last epoch's asynchronous write
 
-    def attach(self, run_id: str) -> None:
-        """Log into `run_id` (opened by the driver). Creating a client opens the store, which is
-        why this waits until every input has been checked."""
-        self.run_id, self.client = run_id, MlflowClient(self.uri)
+    def open(self, cfg_json: dict[str, Any], run_dir: str) -> str:
+        """Open (or find again) the MLflow run of `run_dir` and log into it; its id."""
+        self.run_id = open_mlflow_run(ExperimentConfig.model_validate(cfg_json), Path(run_dir))
+        self.client = MlflowClient(self.uri)
+        return self.run_id
 
-    def on_train_begin(self, loop: EpochLoop) -> None:
+    def start(self) -> None:
         self.client.update_run(self.run_id, status="RUNNING")
         if self.system_metrics_s > 0:  # CPU, memory, disk, network and (with pynvml) GPU, as system/*
             self._monitor = SystemMetricsMonitor(
@@ -185,39 +186,32 @@ class MlflowTracking(Callback):
             self._monitor.finish()
             self._monitor = None
 
-    def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
-        values = metric_list(metrics, step=loop.state.epoch)
-        self._pending = self.client.log_batch(self.run_id, metrics=values, synchronous=False)
+    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        self._pending = self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
 
     def wait_for_epoch_metrics(self) -> None:
-        """Wait until the epoch metrics logged so far are in the store (from the checkpoint writer's
-        thread too: it reads the attribute once and never clears it, so no newer write is missed)."""
+        """Wait until the epoch metrics logged so far are in the store (called from the checkpoint
+        writer's thread too: it reads the attribute once and never clears it, so no newer write is missed)."""
         pending = self._pending
         if pending is not None:
             pending.wait()
 
-    def finish(
-        self, test_metrics: dict[str, float], files: list[tuple[Path, str]], status: str = "FINISHED") -> None:
-        """Log the test metrics and artifacts, wait for pending async writes, and close the run."""
+    def finish(self, test_metrics: dict[str, float], model_dir: str, files: list[tuple[str, str]]) -> None:
+        """Log the model (a pyfunc that takes raw rows), the test metrics and files, then close the run."""
+        from rayfit.serving.pyfunc_model import log_pyfunc_model
+
+        mlflow.set_tracking_uri(self.uri)  # log_model has only the fluent API
+        with mlflow.start_run(run_id=self.run_id):
+            log_pyfunc_model(Path(model_dir), "model")
         if test_metrics:
             self.client.log_batch(self.run_id, metrics=metric_list(test_metrics, step=0))
         for path, folder in files:
-            if path.is_file():
-                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        self.flush()
-        self.client.set_terminated(self.run_id, status=status)
+            if Path(path).is_file():
+                self.client.log_artifact(self.run_id, path, artifact_path=folder)
+        self.end("FINISHED")
 
-    def flush(self) -> None:
+    def end(self, status: str) -> None:
+        """Wait for pending writes and close the run: FINISHED, KILLED (paused, cancelled) or FAILED."""
         self._stop_monitor()
         mlflow.flush_async_logging()
-
-    def on_train_end(self, loop: EpochLoop) -> None:
-        state = loop.state
-        if state.interrupted or state.failed or state.cancelled:  # a paused run is RUNNING again on resume
-            self.flush()
-            self.client.set_terminated(self.run_id, status="FAILED" if loop.state.failed else "KILLED")
-
-    def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
-        self.flush()
-        killed = isinstance(exc, KeyboardInterrupt)
-        self.client.set_terminated(self.run_id, status="KILLED" if killed else "FAILED")
+        self.client.set_terminated(self.run_id, status=status)

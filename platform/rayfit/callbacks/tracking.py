@@ -1,0 +1,56 @@
+"""MLflow tracking as a loop callback: each epoch's metrics go to the tracking process, which writes
+them (and everything else of the MLflow run) while the loop goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rayfit.config import ExperimentConfig
+from rayfit.loop import Callback, EpochLoop
+from rayfit.tracking_process import TrackingProcess
+
+
+class MlflowTracking(Callback):
+    """Rank 0's MLflow run, written by a process of its own (started at once: it imports MLflow
+    while this process imports the framework and loads the data)."""
+
+    def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
+        self.uri, self.run_id = uri, ""
+        self.process = TrackingProcess(uri, system_metrics_s)
+
+    def open(self, cfg: ExperimentConfig, run_dir: Path) -> str:
+        """The id of the run folder's MLflow run: the existing one on resume, else a new one."""
+        self.recorder = self.process.recorder()
+        self.run_id = self.recorder.open(cfg.model_dump(mode="json"), str(run_dir))
+        return self.run_id
+
+    def on_train_begin(self, loop: EpochLoop) -> None:
+        self.recorder.start()
+
+    def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
+        self.recorder.log_epoch(metrics, loop.state.epoch)
+
+    def wait_for_epoch_metrics(self) -> None:
+        """Until the epoch metrics logged so far are in the store (before a checkpoint is recorded)."""
+        self.recorder.wait_for_epoch_metrics()
+
+    def finish(self, test_metrics: dict[str, float], model_dir: Path, files: list[tuple[Path, str]]) -> None:
+        """Log the model, test metrics and files, close the MLflow run and the tracking process."""
+        self.recorder.finish(test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
+        self.close()
+
+    def on_train_end(self, loop: EpochLoop) -> None:
+        state = loop.state
+        if state.interrupted or state.failed or state.cancelled:  # a paused run is RUNNING again on resume
+            self._end("FAILED" if state.failed else "KILLED")
+
+    def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
+        self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+
+    def _end(self, status: str) -> None:
+        if self.run_id:
+            self.recorder.end(status)
+        self.close()
+
+    def close(self) -> None:
+        self.process.close()

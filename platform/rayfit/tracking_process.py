@@ -1,0 +1,94 @@
+"""MLflow in a process of its own, as W&B runs its service process: the run neither imports MLflow
+(as long as torch's import, on a 2-core machine) nor waits for its store; that process does both on
+the other core. The calls cross a `multiprocessing` manager (the standard library's RPC) on a Unix
+socket. The process is started as `python -m rayfit.tracking_process`, not by multiprocessing's
+spawn, which would run the caller's own script again in it (a script without a __main__ guard, a
+notebook). It ends when its stdin closes: when the run closes it, or when the run's process dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.managers import BaseManager
+from pathlib import Path
+from typing import Any
+
+
+def _recorder(uri: str, system_metrics_s: float) -> Any:
+    """Built in the tracking process: importing MLflow happens there."""
+    from rayfit.callbacks.mlflow_tracking import MlflowRecorder
+
+    return MlflowRecorder(uri, system_metrics_s)
+
+
+class _Manager(BaseManager):
+    pass
+
+
+_Manager.register("Recorder", callable=_recorder)
+
+
+class TrackingProcess:
+    """Starts the tracking process and its recorder in the background; `recorder()` waits for them."""
+
+    def __init__(self, uri: str, system_metrics_s: float) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayfit-tracking-start")
+        self._ready: Future[Any] = self._starter.submit(self._start, uri, system_metrics_s)
+
+    def _start(self, uri: str, system_metrics_s: float) -> Any:
+        authkey = secrets.token_bytes(32)  # handed over on stdin: not visible in the process list
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "rayfit.tracking_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, env=env,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(authkey.hex() + "\n")
+        self._process.stdin.flush()
+        address = self._process.stdout.readline()
+        if not address:
+            raise RuntimeError(f"the MLflow tracking process ended at start (exit code {self._process.wait()})")
+        manager = _Manager(address=json.loads(address), authkey=authkey)
+        manager.connect()
+        return manager.Recorder(uri, system_metrics_s)  # type: ignore[attr-defined]
+
+    def recorder(self) -> Any:
+        """The recorder's proxy: its methods run in the tracking process (errors come back raised)."""
+        return self._ready.result()
+
+    def close(self) -> None:
+        """End the process (after the recorder ended the MLflow run, or when the run stops here)."""
+        self._ready.exception()  # wait for the start; its error, if any, was raised to the caller already
+        self._starter.shutdown()
+        if self._process is not None and self._process.poll() is None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            self._process.wait()
+
+
+def _exit_when_stdin_closes() -> None:
+    sys.stdin.read()
+    os._exit(0)
+
+
+def serve() -> None:
+    """The tracking process: serve recorders until stdin closes."""
+    from rayfit.logs import configure_worker
+
+    configure_worker()
+    authkey = bytes.fromhex(sys.stdin.readline().strip())
+    server = _Manager(authkey=authkey).get_server()  # a Unix socket in a temp folder of its own
+    threading.Thread(target=_exit_when_stdin_closes, daemon=True, name="rayfit-stdin-watch").start()
+    print(json.dumps(server.address), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve()
