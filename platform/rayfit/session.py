@@ -168,7 +168,7 @@ class Session:
             callbacks.append(TensorBoardLogger(self.run.path / "tensorboard"))
         callbacks += [self.checkpointing, *extra]
         if self.events is not None:
-            callbacks.append(EventStream(self.events, cfg.name))
+            callbacks.append(EventStream(self.events, cfg.name, self.checkpointing))
         # Last: a request seen at an epoch's end (a signal while its events were handled) stops the
         # run there, after that epoch's checkpoint, rather than a batch into the next epoch.
         callbacks.append(ControlRequests(self.control, backend.world_size))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 
+from rayfit.callbacks.checkpoint import Checkpointing
 from rayfit.events import EventLog
 from rayfit.loop import Callback, EpochLoop
 
 
 class EventStream(Callback):
+    """Runs after Checkpointing: an epoch's event names the checkpoint saved at its end, if any
+    (written in the background: the file appears, complete, a moment later)."""
+
     BATCH_EVERY_S = 0.25  # batch progress is throttled; epochs and the start are always sent
 
-    def __init__(self, events: EventLog, name: str) -> None:
-        self.events, self.name = events, name
+    def __init__(self, events: EventLog, name: str, checkpointing: Checkpointing | None = None) -> None:
+        self.events, self.name, self.checkpointing = events, name, checkpointing
         self._next_batch = 0.0
 
     def on_train_begin(self, loop: EpochLoop) -> None:
@@ -35,4 +39,6 @@ class EventStream(Callback):
         )
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
-        self.events.emit("epoch", epoch=loop.state.epoch, epochs=loop.epochs, metrics=metrics)
+        saved = self.checkpointing.last_saved if self.checkpointing is not None else None
+        checkpoint = saved[1].name if saved is not None and saved[0] == loop.state.step and saved[1] else None
+        self.events.emit("epoch", epoch=loop.state.epoch, epochs=loop.epochs, metrics=metrics, checkpoint=checkpoint)

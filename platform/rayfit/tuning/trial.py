@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,28 @@ class TuneReport:
         if event["type"] != "epoch":
             return
         metrics = {k: float(v) for k, v in event["metrics"].items()}
-        latest = CheckpointIndex(self.run.checkpoints).entries[-1:] if self.share else []
-        if not latest or latest[0].epoch != event["epoch"]:
+        name = event.get("checkpoint")
+        match = NAME.fullmatch(name) if self.share and isinstance(name, str) else None
+        if match is None or not self._written(self.run.checkpoints / name):
             ray.tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:  # Tune copies it into the sweep's storage
-            entry = latest[0]
-            shutil.copy2(self.run.checkpoints / entry.file, Path(folder) / entry.file)
-            donor = {"trial": self.run.path.name, "file": entry.file, "epoch": entry.epoch, "step": entry.step}
+            shutil.copy2(self.run.checkpoints / name, Path(folder) / name)
+            donor = {"trial": self.run.path.name, "file": name, "epoch": int(match[1]), "step": int(match[2])}
             (Path(folder) / DONOR_FILE).write_text(json.dumps(donor))
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(folder))
+
+
+    @staticmethod
+    def _written(path: Path, timeout_s: float = 60.0) -> bool:
+        """Whether the epoch's checkpoint is on disk, waiting for the loop's background writer (the
+        file appears whole: it is renamed into place)."""
+        deadline = time.monotonic() + timeout_s
+        while not path.is_file():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
 
 def adopt(folder: Path, run: RunFolder, cfg: ExperimentConfig) -> None:
