@@ -193,6 +193,13 @@ class Session:
     def fit(self, checkpoint: Path | None = None, on_start: Callable[[Session], None] | None = None) -> FitResult:
         """The run sequence: restore from `checkpoint`, attach MLflow (the run's own MLflow run, found
         again by its folder), mark the folder running (rank 0), train, then finish, pause or cancel."""
+        try:
+            return self._fit(checkpoint, on_start)
+        finally:
+            if self.tracking is not None:
+                self.tracking.close()
+
+    def _fit(self, checkpoint: Path | None, on_start: Callable[[Session], None] | None) -> FitResult:
         if checkpoint is not None:
             self.restore(checkpoint)  # a corrupt file fails here, before anything is written
         run_id = None

@@ -48,6 +48,7 @@ class TrackingProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "rayfit.tracking_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, env=env,
+            start_new_session=True,  # not in the terminal's process group: Ctrl-C pauses the run, which then closes this
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write(authkey.hex() + "\n")

@@ -48,9 +48,11 @@ class MlflowTracking(Callback):
         self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
     def _end(self, status: str) -> None:
+        """Close the MLflow run; the process stays until Session.fit ends (a pause's checkpoint,
+        written after this, still waits for the epoch metrics)."""
         if self.run_id:
             self.recorder.end(status)
-        self.close()
 
     def close(self) -> None:
+        """End the tracking process (again: nothing)."""
         self.process.close()
