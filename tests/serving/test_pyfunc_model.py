@@ -49,6 +49,7 @@ def trained(folder: Path, uri: str, name: str, **sections) -> tuple[Path, str]:
     client = MlflowClient(uri)
     run = client.get_run(result.mlflow_run_id)
     logged = client.search_logged_models([run.info.experiment_id])
+    mlflow.set_tracking_uri(uri)  # where a models:/ URI is looked up (the run logged from its tracking process)
     return (folder / result.run_dir).resolve(), logged[0].model_uri
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -82,12 +82,29 @@ def requirements(backend: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in BACKENDS[backend].distributions + COMMON]
 
 
+class PyfuncFlavor:
+    """mlflow.pyfunc as the flavor `Model.log` saves with (what `pyfunc.log_model` calls), so that
+    `validate_serving_input=False` can be given: MLflow's check of the input example loads the
+    model, framework and all, in the process that logs it (2 s of a 10 s run on 2 cores). The
+    served model's answers are checked by rayfit's tests instead."""
+
+    __name__ = "mlflow.pyfunc"
+
+    @staticmethod
+    def save_model(**kwargs: Any) -> None:
+        kwargs.pop("validate_serving_input", None)  # Model.log's own option, not save_model's
+        mlflow.pyfunc.save_model(**kwargs)
+
+
 def log_pyfunc_model(model_dir: Path, name: str = "model") -> None:
     """Log the run's model folder (model file, config.yaml, data_info.json) as a pyfunc model in
     the active MLflow run. Code a config names is trusted: the run that logs it trained with it."""
     cfg, info = read_model_folder(Path(model_dir).parent, trust_code=True)
     names_code = is_import_path(cfg.model.type) or is_import_path(cfg.schedule.name)
-    mlflow.pyfunc.log_model(
+    Model.log(
+        artifact_path=None,
+        flavor=PyfuncFlavor,
+        validate_serving_input=False,
         name=name,
         python_model=str(ENTRY),
         artifacts={ARTIFACT: str(model_dir)},
