@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+
+# Imported now, at collection, not lazily by the first from_url inside the test: pytest rewrites
+# schemathesis's modules (a pytest plugin's distribution), and CPython 3.11.7 failed to compile them
+# there, in a fresh venv, with "AST constructor recursion depth mismatch" (twice in CI).
+import schemathesis.specs.openapi.schemas  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 
 from schemathesis.checks import not_a_server_error

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from rayfit.config import ExperimentConfig, apply_override, suggest, validate
+from rayfit.config import ExperimentConfig, suggest, validate
 from rayfit.errors import ConfigError
 from rayfit.tuning.settings import PbtOptions
 
