@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,8 @@ class MlflowRecorder:
         self.uri, self.run_id = uri, ""
         self.system_metrics_s = system_metrics_s
         self._monitor: SystemMetricsMonitor | None = None
-        self._pending: Any = None  # the last epoch's asynchronous write
+        self._pending: list[Any] = []  # asynchronous epoch writes not yet waited for
+        self._pending_lock = threading.Lock()  # log_epoch and the checkpoint writer's wait run on two threads
 
     def open(self, cfg_json: dict[str, Any], run_dir: str) -> str:
         """Open (or find again) the MLflow run of `run_dir` and log into it; its id."""
@@ -187,14 +189,20 @@ class MlflowRecorder:
             self._monitor = None
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
-        self._pending = self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
+        write = self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
+        with self._pending_lock:
+            self._pending.append(write)
 
     def wait_for_epoch_metrics(self) -> None:
-        """Wait until the epoch metrics logged so far are in the store (called from the checkpoint
-        writer's thread too: it reads the attribute once and never clears it, so no newer write is missed)."""
-        pending = self._pending
-        if pending is not None:
-            pending.wait()
+        """Wait until every epoch's metrics logged so far are in the store. MLflow writes its
+        asynchronous batches on a pool of threads, so a later epoch's may land before an earlier one's:
+        each is waited for, not only the last (called from the checkpoint writer's thread too)."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        for write in pending:  # waiting twice for a write (two callers at once) is harmless
+            write.wait()
+        with self._pending_lock:
+            self._pending = [write for write in self._pending if write not in pending]
 
     def finish(self, test_metrics: dict[str, float], model_dir: str, files: list[tuple[str, str]]) -> None:
         """Log the model (a pyfunc that takes raw rows), the test metrics and files, then close the run."""
