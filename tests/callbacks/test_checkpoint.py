@@ -8,17 +8,16 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from rayfit import Trainer
-from rayfit.backends.tf_backend import TFBackend
-from rayfit.backends.torch_backend import TorchBackend
 from rayfit.callbacks.background_writes import BackgroundWrites
 from rayfit.backends.batch_layout import BATCH_ORDER
+from rayfit.atomic_file import write_atomic
+from rayfit.callbacks import checkpoint as checkpoint_module
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
 from rayfit.errors import CheckpointError
@@ -192,14 +191,11 @@ class WeightsAtEpochEnd(Callback):
 
 def test_a_checkpoint_written_in_the_background_holds_its_own_epochs_weights(make_experiment, backend, monkeypatch):
     """The write overlaps the next epoch, which changes the weights in place: the file must not see that."""
-    backend_class = TorchBackend if backend == "torch" else TFBackend
-    save_file = backend_class.save_file
-
-    def slow_save_file(self: Any, payload: dict[str, Any], path: Path) -> None:
+    def slow_write(path: Path, data: bytes) -> None:
         time.sleep(0.3)  # a slow disk: the next epoch's steps run before the file is written
-        save_file(self, payload, path)
+        write_atomic(path, data)
 
-    monkeypatch.setattr(backend_class, "save_file", slow_save_file)
+    monkeypatch.setattr(checkpoint_module, "write_atomic", slow_write)
     recorder = WeightsAtEpochEnd()
     experiment = make_experiment(backend=backend, trainer={"epochs": 4}, checkpoint={"keep_last": 4, "keep_best": 0})
     result = Trainer(experiment, callbacks=[recorder]).fit()

@@ -7,8 +7,8 @@ elsewhere is as safe to open as torch's weights_only files.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,21 +21,18 @@ ARRAY_KEY = "__array__"  # {"__array__": "a3"} in the JSON stands for npz member
 JSON_MEMBER = "__json__"
 
 
-def save_arrays(payload: dict[str, Any], path: Path) -> None:
-    """Write `payload` (plain data and numpy arrays) to a temp file, fsync, then rename."""
+def arrays_bytes(payload: dict[str, Any]) -> bytes:
+    """The .npz file's content for `payload` (plain data and numpy arrays), in memory."""
     arrays: dict[str, np.ndarray] = {}
     tree = _encode(payload, arrays)
     text = json.dumps(tree).encode()
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays, **{JSON_MEMBER: np.frombuffer(text, dtype=np.uint8)})
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{JSON_MEMBER: np.frombuffer(text, dtype=np.uint8)})
+    return buffer.getvalue()
 
 
 def load_arrays(path: Path) -> dict[str, Any]:
-    """The payload saved by save_arrays; any failure is a one-line CheckpointError naming the file."""
+    """The payload arrays_bytes serialized; any failure is a one-line CheckpointError naming the file."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

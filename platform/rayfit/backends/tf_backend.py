@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics  # noqa: E402
-from rayfit.backends.array_file import load_arrays, save_arrays  # noqa: E402
+from rayfit.backends.array_file import arrays_bytes, load_arrays  # noqa: E402
 from rayfit.backends.batch_layout import (  # noqa: E402
     batches_per_epoch,
     epoch_permutation,
@@ -400,8 +400,8 @@ class TFBackend:
         self._sums.assign(mine["sums"])
         self._last_loss.assign(mine["last_loss"])
 
-    def save_file(self, payload: dict[str, Any], path: Path) -> None:
-        save_arrays(payload, path)
+    def checkpoint_bytes(self, payload: dict[str, Any]) -> bytes:
+        return arrays_bytes(payload)
 
     def load_file(self, path: Path) -> dict[str, Any]:
         """The checkpoint at `path`, checked against this model and its optimizers' shapes."""

@@ -8,7 +8,7 @@ streamed by Ray Data (stream_batches, shared with TensorFlow) when the data is l
 from __future__ import annotations
 
 import contextlib
-import os
+import io
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rayfit.atomic_file import write_atomic
 from rayfit.backends import MODEL_FILES, gpu_usage, metrics
 from rayfit.backends.batch_layout import in_batches, own_rank_state
 from rayfit.backends.placement import check_precision, wants_gpu
@@ -306,8 +307,8 @@ class TorchBackend:
         self._correct = metrics["correct"].to(self.device)
         self._seen = metrics["seen"]
 
-    def save_file(self, payload: dict[str, Any], path: Path) -> None:
-        save_atomic(payload, path)
+    def checkpoint_bytes(self, payload: dict[str, Any]) -> bytes:
+        return torch_bytes(payload)
 
     def load_file(self, path: Path) -> dict[str, Any]:
         return load_checked(path, self.device)
@@ -316,7 +317,7 @@ class TorchBackend:
         """Write the weights as model.pt (a state dict: loadable with weights_only=True)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / MODEL_FILE
-        save_atomic(self.model.state_dict(), path)
+        write_atomic(path, torch_bytes(self.model.state_dict()))
         return path
 
     def load_export(self, folder: Path) -> None:
@@ -346,14 +347,11 @@ def batched_outputs(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tens
     return in_batches(lambda rows: model(rows).float(), x, batch, torch.cat)
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file, fsync, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def torch_bytes(obj: Any) -> bytes:
+    """What torch.save writes for `obj` (tensors and plain data), in memory."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def load_checked(path: Path, device: torch.device | str = "cpu") -> Any:

@@ -1,7 +1,7 @@
 """One write at a time on a background thread, so the loop does not wait for the disk.
 
-A checkpoint's state is copied on the loop's thread (cheap); serializing it, the fsync, the index
-and retention then overlap the next epoch. Before the next write, and whenever a reader needs the
+A checkpoint is serialized on the loop's thread; writing it, the fsync, the index and retention
+then overlap the next epoch. Before the next write, and whenever a reader needs the
 files (end of training, a report to Ray), `wait()` finishes the pending one and raises its error.
 """
 

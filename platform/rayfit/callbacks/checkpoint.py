@@ -2,13 +2,12 @@
 
 `index.json` names the files that exist and which is latest; it is replaced atomically after the
 checkpoint file itself is in place, so a kill at any moment leaves the previous latest intact.
-The state is copied on the loop's thread and written on a background one (`BackgroundWrites`):
+The state is serialized on the loop's thread and written on a background one (`BackgroundWrites`):
 a kill before that write ends loses only that checkpoint, and the resumed run redoes its epochs.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rayfit.atomic_file import write_atomic
 from rayfit.callbacks.background_writes import BackgroundWrites
 from rayfit.callbacks.monitor import resolve_mode
 from rayfit.errors import CheckpointError, first_line
@@ -33,6 +33,15 @@ _REINDEXED: set[Path] = set()
 
 def checkpoint_name(epoch: int, step: int, suffix: str) -> str:
     return f"ckpt-epoch{epoch:04d}-step{step:07d}{suffix}"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The last save asked for: every rank knows its epoch and step; `path` is the writer's file."""
+
+    epoch: int
+    step: int
+    path: Path | None
 
 
 @dataclass
@@ -139,13 +148,12 @@ class Checkpointing(Callback):
         self.extra = extra or {}
         # In a group of ranks every rank takes part in a save (the state is gathered) and rank 0,
         # the writer, writes it; `last_saved` tells a reporter what was saved at which step.
+        self.last_saved: Saved | None = None
         self.writer = writer
         self.index = CheckpointIndex(self.folder)
         # Called before a checkpoint is recorded: what was logged for the epochs it holds (MLflow's
         # asynchronous writes) must be stored first, or a kill right after would lose it for good.
         self.flush = flush
-        self.last_saved: tuple[int, Path | None] | None = None
-        self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the last save, written or not
         self.writes = BackgroundWrites()
 
     def on_batch_end(self, loop: EpochLoop) -> None:
@@ -174,10 +182,11 @@ class Checkpointing(Callback):
             log.error("could not save a checkpoint after the exception: %s", save_error)
 
     def _saved_now(self, loop: EpochLoop) -> bool:
-        if self._saved_at is None:
+        now = (loop.state.epoch, loop.state.step)
+        if self.last_saved is None:
             entries = self.index.entries
-            return bool(entries) and (entries[-1].epoch, entries[-1].step) == (loop.state.epoch, loop.state.step)
-        return self._saved_at == (loop.state.epoch, loop.state.step)
+            return bool(entries) and (entries[-1].epoch, entries[-1].step) == now
+        return (self.last_saved.epoch, self.last_saved.step) == now
 
     def save(self, loop: EpochLoop, metric: float | None) -> None:
         """Copy the loop's state (every rank: gathering it is collective) and have the writer write it."""
@@ -185,25 +194,24 @@ class Checkpointing(Callback):
         name = checkpoint_name(state.epoch, state.step, loop.backend.checkpoint_suffix)
         path = self.folder / name if self.writer else None
         payload = {**loop.checkpoint_payload(), **self.extra}
-        self._saved_at = (state.epoch, state.step)
-        self.last_saved = (state.step, path)
+        self.last_saved = Saved(state.epoch, state.step, path)
         if path is None:
             return
-        # The next step changes the weights, optimizer and callback state in place: those are
-        # copied. The loop state and RNG states are new objects each time, the extras never change.
-        snapshot = {**payload, "backend": copy.deepcopy(payload["backend"]),
-                    "callbacks": copy.deepcopy(payload["callbacks"])}
+        # Serialized here, on the loop's thread: the next step changes the weights, optimizer and
+        # callback state in place. The writer is left only the disk (which releases the GIL): a
+        # writer that pickled held the GIL against the loop's own Python between the steps.
+        data = loop.backend.checkpoint_bytes(payload)
         entry = Entry(name, state.epoch, state.step, metric)
-        self.writes.submit(lambda: self._write(loop, snapshot, entry))
+        self.writes.submit(lambda: self._write(data, entry))
 
     def wait(self) -> None:
         """Until the last checkpoint asked for is on disk and in the index."""
         self.writes.wait()
 
-    def _write(self, loop: EpochLoop, payload: dict[str, Any], entry: Entry) -> None:
+    def _write(self, data: bytes, entry: Entry) -> None:
         """Write the file, record it in the index, then apply retention (on the writer thread)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        loop.backend.save_file(payload, self.folder / entry.file)
+        write_atomic(self.folder / entry.file, data)
         if self.flush is not None:
             self.flush()
         name = entry.file

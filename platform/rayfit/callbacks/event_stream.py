@@ -40,5 +40,5 @@ class EventStream(Callback):
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
         saved = self.checkpointing.last_saved if self.checkpointing is not None else None
-        checkpoint = saved[1].name if saved is not None and saved[0] == loop.state.step and saved[1] else None
+        checkpoint = saved.path.name if saved and saved.step == loop.state.step and saved.path else None
         self.events.emit("epoch", epoch=loop.state.epoch, epochs=loop.epochs, metrics=metrics, checkpoint=checkpoint)

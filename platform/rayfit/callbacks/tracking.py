@@ -15,7 +15,7 @@ class MlflowTracking(Callback):
     while this process imports the framework and loads the data)."""
 
     def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
-        self.uri, self.run_id = uri, ""
+        self.run_id = ""
         self.process = TrackingProcess(uri, system_metrics_s)
 
     def open(self, cfg: ExperimentConfig, run_dir: Path) -> str:
@@ -35,9 +35,8 @@ class MlflowTracking(Callback):
         self.recorder.wait_for_epoch_metrics()
 
     def finish(self, test_metrics: dict[str, float], model_dir: Path, files: list[tuple[Path, str]]) -> None:
-        """Log the model, test metrics and files, close the MLflow run and the tracking process."""
+        """Log the model, test metrics and files and close the MLflow run (Session.fit ends the process)."""
         self.recorder.finish(test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
-        self.close()
 
     def on_train_end(self, loop: EpochLoop) -> None:
         state = loop.state
@@ -54,5 +53,5 @@ class MlflowTracking(Callback):
             self.recorder.end(status)
 
     def close(self) -> None:
-        """End the tracking process (again: nothing)."""
+        """End the tracking process (a second time does nothing)."""
         self.process.close()

@@ -46,7 +46,7 @@ class RayReport(Callback):
     def _maybe_report(self, loop: EpochLoop, final: bool) -> None:
         saved = self.checkpointing.last_saved
         step = loop.state.step
-        if saved is None or saved[0] != step or self._reported_step == step:
+        if saved is None or saved.step != step or self._reported_step == step:
             return  # nothing new saved at this step (the same on every rank)
         if not final:  # rank 0's clock decides for every rank
             due = self.rank == 0 and time.monotonic() - self._last_report >= REPORT_EVERY_S
@@ -56,7 +56,7 @@ class RayReport(Callback):
                 return
         self._last_report, self._reported_step = time.monotonic(), step
         self.checkpointing.wait()  # the file is written on a background thread
-        self._report(saved[1], {"epoch": float(loop.state.epoch), "step": float(step)}, final)
+        self._report(saved.path, {"epoch": float(loop.state.epoch), "step": float(step)}, final)
 
     @staticmethod
     def _report(path: Path | None, metrics: dict[str, float], final: bool) -> None:
