@@ -27,17 +27,35 @@ def test_a_recorder_logs_into_its_run_and_the_process_ends_on_close(tmp_path, ml
     pid = process._process.pid
     run_id = recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny"))
     assert recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny")) == run_id  # found again
-    recorder.start()
-    for epoch in range(1, 21):  # MLflow writes them on a pool of threads: a later one may land first
+    recorder.start([])
+    for epoch in range(1, 21):  # buffered, and written by MLflow on a pool of threads
         recorder.log_epoch({"val_loss": 1.0 / epoch, "epoch": float(epoch)}, epoch)
-    recorder.wait_for_epoch_metrics()
-    history = MlflowClient(mlflow_uri).get_metric_history(run_id, "val_loss")
-    # every epoch in the store before wait returned
-    assert sorted((m.step, m.value) for m in history) == [(epoch, 1.0 / epoch) for epoch in range(1, 21)]
     recorder.end("KILLED")
+    history = MlflowClient(mlflow_uri).get_metric_history(run_id, "val_loss")
+    # every epoch in the store when the run is closed
+    assert sorted((m.step, m.value) for m in history) == [(epoch, 1.0 / epoch) for epoch in range(1, 21)]
     process.close()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert MlflowClient(mlflow_uri).get_run(run_id).info.status == "KILLED"
+
+
+def test_a_resumed_run_logs_the_epochs_of_its_history_that_the_store_lacks(tmp_path, mlflow_uri):
+    """A run killed before MLflow wrote its last epochs resumes from a checkpoint whose history holds them."""
+    cfg = load_experiment(write_experiment(tmp_path, tracking={"enabled": True, "uri": mlflow_uri}))
+    history = [{"epoch": float(epoch), "val_loss": 1.0 / epoch} for epoch in (1, 2, 3)]
+    process = TrackingProcess(mlflow_uri, 0.0)
+    try:
+        recorder = process.recorder()
+        run_id = recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny"))
+        recorder.start([])
+        recorder.log_epoch(history[0], 1)  # the store got epoch 1; the kill lost 2 and 3
+        recorder.end("KILLED")
+        recorder.start(history)  # resumed after epoch 3
+        recorder.end("FINISHED")
+    finally:
+        process.close()
+    points = MlflowClient(mlflow_uri).get_metric_history(run_id, "val_loss")
+    assert sorted((m.step, m.value) for m in points) == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]  # each once
 
 
 def test_an_error_in_the_tracking_process_is_raised_in_the_run(tmp_path):

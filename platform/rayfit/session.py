@@ -130,7 +130,6 @@ class Session:
             ck.monitor, ck.mode, ck.on_exception, writer=writer,
             extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
                    "ray_version": RAY_VERSION, "batch_order": BATCH_ORDER},
-            flush=self.tracking.wait_for_epoch_metrics if self.tracking is not None else None,
         )
         self.control = (control or RunControl(run.path)) if writer else None
         self.events = EventLog(run.path, sinks) if writer else None

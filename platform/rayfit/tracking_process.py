@@ -18,12 +18,17 @@ from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
+from rayfit.logs import configure_worker, worker_env
+
 
 def _recorder(uri: str, system_metrics_s: float) -> Any:
     """Built in the tracking process: importing MLflow happens there."""
     from rayfit.callbacks.mlflow_tracking import MlflowRecorder
 
     return MlflowRecorder(uri, system_metrics_s)
+
+
+BUFFER_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
 
 
 class _Manager(BaseManager):
@@ -44,7 +49,11 @@ class TrackingProcess:
     def _start(self, uri: str, system_metrics_s: float) -> Any:
         authkey = secrets.token_bytes(32)  # handed over on stdin: not visible in the process list
         package_root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        # MLflow as quiet as the run (a Trainer in a script never set its level), and its epoch
+        # metrics written once a second, many epochs in one transaction (a SQLite store spent 14 ms
+        # of CPU on each epoch's, on the core the run's second thread needs). What is set wins.
+        env = {**worker_env(), BUFFER_ENV: "1", **os.environ, "PYTHONPATH": path}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "rayfit.tracking_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, env=env,
@@ -81,8 +90,6 @@ def _exit_when_stdin_closes() -> None:
 
 def serve() -> None:
     """The tracking process: serve recorders until stdin closes."""
-    from rayfit.logs import configure_worker
-
     configure_worker()
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Manager(authkey=authkey).get_server()  # a Unix socket in a temp folder of its own

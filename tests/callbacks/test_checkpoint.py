@@ -64,7 +64,7 @@ def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment, backend):
     backend_keys, rank_keys = BACKEND_STATE[backend]
     assert set(payload["backend"]) >= backend_keys
     assert set(payload["backend"]["ranks"][0]) >= rank_keys
-    assert payload["loop"]["epoch"] == 1 and len(payload["loop"]["history"]) == 1
+    assert payload["loop"]["epoch"] == 1 and len(json.loads(payload["loop"]["history"])) == 1
     assert payload["config"]["name"] == "tiny"
     assert len(payload["data_info"]["mean"]) == 64
 

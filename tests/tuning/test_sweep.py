@@ -196,7 +196,7 @@ def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch):
             continue
         # the loop state came with the weights: the clone's history up to the exploit is the donor's
         mine = json.loads((trial / "history.json").read_text())
-        assert mine[: clone["epoch"]] == read_checkpoint(donor_file)["loop"]["history"]
+        assert mine[: clone["epoch"]] == json.loads(read_checkpoint(donor_file)["loop"]["history"])
         assert len(mine) == 2  # and it went on to the last epoch from there
 
 

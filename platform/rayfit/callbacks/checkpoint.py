@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,6 @@ class Checkpointing(Callback):
         on_exception: bool = True,
         extra: dict[str, Any] | None = None,
         writer: bool = True,
-        flush: Callable[[], None] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.every_epochs, self.every_steps = every_epochs, every_steps
@@ -151,9 +149,6 @@ class Checkpointing(Callback):
         self.last_saved: Saved | None = None
         self.writer = writer
         self.index = CheckpointIndex(self.folder)
-        # Called before a checkpoint is recorded: what was logged for the epochs it holds (MLflow's
-        # asynchronous writes) must be stored first, or a kill right after would lose it for good.
-        self.flush = flush
         self.writes = BackgroundWrites()
 
     def on_batch_end(self, loop: EpochLoop) -> None:
@@ -212,8 +207,6 @@ class Checkpointing(Callback):
         """Write the file, record it in the index, then apply retention (on the writer thread)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / entry.file, data)
-        if self.flush is not None:
-            self.flush()
         name = entry.file
         entries = [e for e in self.index.entries if e.file != name]
         self.index.entries = entries + [entry]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,14 +158,13 @@ def metric_list(metrics: dict[str, float], step: int) -> list[mlflow.entities.Me
 
 class MlflowRecorder:
     """One run's MLflow writes, made in the tracking process (`rayfit.tracking_process`): each
-    epoch's metrics are logged asynchronously (step = epoch), so not even that process waits."""
+    epoch's metrics are logged asynchronously (step = epoch), so not even that process waits.
+    Closing the run (`end`) writes what is still queued."""
 
     def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
         self.uri, self.run_id = uri, ""
         self.system_metrics_s = system_metrics_s
         self._monitor: SystemMetricsMonitor | None = None
-        self._pending: list[Any] = []  # asynchronous epoch writes not yet waited for
-        self._pending_lock = threading.Lock()  # log_epoch and the checkpoint writer's wait run on two threads
 
     def open(self, cfg_json: dict[str, Any], run_dir: str) -> str:
         """Open (or find again) the MLflow run of `run_dir` and log into it; its id."""
@@ -174,8 +172,16 @@ class MlflowRecorder:
         self.client = MlflowClient(self.uri)
         return self.run_id
 
-    def start(self) -> None:
+    def start(self, history: list[dict[str, float]]) -> None:
+        """Mark the run running; log the epochs of a resumed run's `history` that the store lacks
+        (MLflow buffers its writes, so a killed run's last epochs before its checkpoint may be missing)."""
         self.client.update_run(self.run_id, status="RUNNING")
+        if history:
+            key = next(k for k in history[-1] if k != "epoch")
+            logged = {m.step for m in self.client.get_metric_history(self.run_id, key)}
+            for row in history:
+                if int(row["epoch"]) not in logged:
+                    self.log_epoch(row, int(row["epoch"]))
         if self.system_metrics_s > 0:  # CPU, memory, disk, network and (with pynvml) GPU, as system/*
             self._monitor = SystemMetricsMonitor(
                 self.run_id, sampling_interval=self.system_metrics_s, resume_logging=True,
@@ -189,20 +195,8 @@ class MlflowRecorder:
             self._monitor = None
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
-        write = self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
-        with self._pending_lock:
-            self._pending.append(write)
-
-    def wait_for_epoch_metrics(self) -> None:
-        """Wait until every epoch's metrics logged so far are in the store. MLflow writes its
-        asynchronous batches on a pool of threads, so a later epoch's may land before an earlier one's:
-        each is waited for, not only the last (called from the checkpoint writer's thread too)."""
-        with self._pending_lock:
-            pending = list(self._pending)
-        for write in pending:  # waiting twice for a write (two callers at once) is harmless
-            write.wait()
-        with self._pending_lock:
-            self._pending = [write for write in self._pending if write not in pending]
+        """Queued: MLflow writes what was queued in a second as one batch (see `rayfit.tracking_process`)."""
+        self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
 
     def finish(self, test_metrics: dict[str, float], model_dir: str, files: list[tuple[str, str]]) -> None:
         """Log the model (a pyfunc that takes raw rows), the test metrics and files, then close the run."""

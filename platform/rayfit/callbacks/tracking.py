@@ -25,14 +25,10 @@ class MlflowTracking(Callback):
         return self.run_id
 
     def on_train_begin(self, loop: EpochLoop) -> None:
-        self.recorder.start()
+        self.recorder.start(loop.state.history)  # a resumed run's history: MLflow may lack its last epochs
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
         self.recorder.log_epoch(metrics, loop.state.epoch)
-
-    def wait_for_epoch_metrics(self) -> None:
-        """Until the epoch metrics logged so far are in the store (before a checkpoint is recorded)."""
-        self.recorder.wait_for_epoch_metrics()
 
     def finish(self, test_metrics: dict[str, float], model_dir: Path, files: list[tuple[Path, str]]) -> None:
         """Log the model, test metrics and files and close the MLflow run (Session.fit ends the process)."""

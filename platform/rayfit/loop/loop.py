@@ -6,6 +6,7 @@ LoopState. Every feature (checkpoints, early stopping, schedules, logging) is a 
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -177,12 +178,14 @@ class EpochLoop:
     # ------------------------------------------------------------------------- checkpoints
 
     def checkpoint_payload(self) -> dict[str, Any]:
-        """Everything exact resume needs, as plain data plus the backend's own state."""
+        """Everything exact resume needs, as plain data plus the backend's own state. The RNG
+        states (1,249 integers) are JSON text: a checkpoint's pickler calls back into Python for
+        every object it writes, and one string is one object (JSON round-trips them exactly)."""
         return {
             "loop": self.state.state_dict(),
             "backend": self.backend.state_dict(),
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "rng": {"python": random.getstate(), "numpy": _numpy_rng_state()},
+            "rng": json.dumps({"python": random.getstate(), "numpy": _numpy_rng_state()}),
         }
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
@@ -196,8 +199,10 @@ class EpochLoop:
         for cb in self.callbacks:
             if cb.state_key in payload["callbacks"]:
                 cb.load_state_dict(payload["callbacks"][cb.state_key])
-        random.setstate(_as_tuple(payload["rng"]["python"]))
-        np.random.set_state(_numpy_rng_tuple(payload["rng"]["numpy"]))
+        rng = payload["rng"]
+        rng = json.loads(rng) if isinstance(rng, str) else rng  # a dict in checkpoints before JSON
+        random.setstate(_as_tuple(rng["python"]))
+        np.random.set_state(_numpy_rng_tuple(rng["numpy"]))
         return payload
 
 

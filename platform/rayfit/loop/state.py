@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -49,8 +50,12 @@ class LoopState:
         return self.batch_in_epoch > 0
 
     def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, the history as JSON text: a checkpoint's pickler calls back into Python for
+        every object, so a list of per-epoch dicts grew the cost of each save with the epochs."""
+        return {**vars(self), "history": json.dumps(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+        if isinstance(self.history, str):  # a list in checkpoints before JSON
+            self.history = json.loads(self.history)
