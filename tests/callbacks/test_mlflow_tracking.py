@@ -115,6 +115,7 @@ def test_tracking_uri_takes_a_real_mlflow_server(make_experiment, mlflow_server)
     assert np.isfinite(run.data.metrics["test_loss"])
 
 
+@pytest.mark.slow  # a pause and a resume: two runs, each with its tracking process
 def test_default_run_in_a_folder_with_an_apostrophe_resumes_into_its_mlflow_run(tmp_path, monkeypatch):
     """`rayfit train` with the default store in "Bob's project": paused after epoch 1, resumed,
     and both epochs land in one MLflow run (the run is found again by its folder)."""
