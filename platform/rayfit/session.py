@@ -35,7 +35,6 @@ from rayfit.events import EventLog, Sink
 from rayfit.loop import Callback, EpochLoop, LoopState, TrainingFailed
 from rayfit.metrics_report import final_test_metrics
 from rayfit.paths import absolute_tracking_uri, portable
-from rayfit.plots import plot_history
 from rayfit.run_folder import RunFolder, write_atomic
 from rayfit.schedules import build_schedule
 
@@ -245,9 +244,13 @@ class Session:
             return result
         result.model_dir = self._export()
         result.test_metrics |= final_test_metrics(self.cfg, self.data, result.model_dir)  # scikit-learn's, of the export
-        plot = plot_history(state.history, self.run.path / "plots" / "curves.png")
-        if self.tracking is not None:
-            self._close_tracking(plot, result.test_metrics)
+        plot = self.run.path / "plots" / "curves.png"
+        if self.tracking is not None:  # the tracking process draws it: matplotlib is imported there
+            self._close_tracking(state.history, plot, result.test_metrics)
+        else:
+            from rayfit.plots import plot_history  # here only: matplotlib takes 1.2 s to import
+
+            plot_history(state.history, plot)
         self.run.finish(stop_reason=state.stop_reason, test_metrics=result.test_metrics)
         return result
 
@@ -259,9 +262,9 @@ class Session:
         write_atomic(folder / "data_info.json", json.dumps(self.data_info))
         return folder
 
-    def _close_tracking(self, plot: Path, test_metrics: dict[str, float]) -> None:
-        """Log the model (a pyfunc that takes raw rows), test metrics, config, history, plot and the
-        best and last checkpoints, then close the MLflow run."""
+    def _close_tracking(self, history: list[dict[str, float]], plot: Path, test_metrics: dict[str, float]) -> None:
+        """Draw the curves' plot, log the model (a pyfunc that takes raw rows), test metrics, config,
+        history, plot and the best and last checkpoints, then close the MLflow run."""
         tracking, run = self.tracking, self.run
         assert tracking is not None
         files = [(run.config_file, "config"), (run.path / "history.csv", "history"), (plot, "plots")]
@@ -271,7 +274,7 @@ class Session:
             files.append((run.checkpoints / best[0].file, "checkpoints/best"))
         if index.latest is not None:
             files.append((index.latest, "checkpoints/last"))
-        tracking.finish(test_metrics, run.model_dir, files)
+        tracking.finish(history, plot, test_metrics, run.model_dir, files)
 
 
 def result_from_folder(run: RunFolder) -> FitResult:

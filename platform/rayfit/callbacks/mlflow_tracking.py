@@ -6,9 +6,11 @@ works the same in a Ray worker as in-process.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -170,6 +172,9 @@ class MlflowRecorder:
         """Open (or find again) the MLflow run of `run_dir` and log into it; its id."""
         self.run_id = open_mlflow_run(ExperimentConfig.model_validate(cfg_json), Path(run_dir))
         self.client = MlflowClient(self.uri)
+        # matplotlib (1.2 s) is imported now, while the run trains, not on its way out
+        self._plots = threading.Thread(target=importlib.import_module, args=("rayfit.plots",), daemon=True)
+        self._plots.start()
         return self.run_id
 
     def start(self, history: list[dict[str, float]]) -> None:
@@ -198,9 +203,15 @@ class MlflowRecorder:
         """Queued: MLflow writes what was queued in a second as one batch (see `rayfit.tracking_process`)."""
         self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
 
-    def finish(self, test_metrics: dict[str, float], model_dir: str, files: list[tuple[str, str]]) -> None:
-        """Log the model (a pyfunc that takes raw rows), the test metrics and files, then close the run."""
+    def finish(self, history: list[dict[str, float]], plot: str, test_metrics: dict[str, float], model_dir: str,
+               files: list[tuple[str, str]]) -> None:
+        """Draw the training curves at `plot` (matplotlib was imported here while the run trained),
+        log the model (a pyfunc that takes raw rows), the test metrics and files, then close the run."""
+        from rayfit.plots import plot_history
         from rayfit.serving.pyfunc_model import log_pyfunc_model
+
+        self._plots.join()
+        plot_history(history, Path(plot))
 
         mlflow.set_tracking_uri(self.uri)  # log_model has only the fluent API
         with mlflow.start_run(run_id=self.run_id):

@@ -30,9 +30,11 @@ class MlflowTracking(Callback):
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
         self.recorder.log_epoch(metrics, loop.state.epoch)
 
-    def finish(self, test_metrics: dict[str, float], model_dir: Path, files: list[tuple[Path, str]]) -> None:
-        """Log the model, test metrics and files and close the MLflow run (Session.fit ends the process)."""
-        self.recorder.finish(test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
+    def finish(self, history: list[dict[str, float]], plot: Path, test_metrics: dict[str, float], model_dir: Path,
+               files: list[tuple[Path, str]]) -> None:
+        """Draw the history's plot, log the model, test metrics and files and close the MLflow run
+        (Session.fit ends the process)."""
+        self.recorder.finish(history, str(plot), test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
 
     def on_train_end(self, loop: EpochLoop) -> None:
         state = loop.state
