@@ -572,7 +572,9 @@ def test_ctrl_c_before_the_loop_prints_one_line_and_writes_nothing(tmp_path: Pat
     write_experiment(tmp_path, "tiny", tracking={"enabled": True})
     before = snapshot(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "rayfit.cli", "train", "tiny.yaml"], cwd=tmp_path,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # as from a terminal: a shell's background job (pytest run with &) ignores SIGINT
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.0)  # inside the imports of torch and MLflow, which take several seconds
     for _ in range(presses):
         run.send_signal(signal.SIGINT)

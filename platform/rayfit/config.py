@@ -225,6 +225,10 @@ class TrackingConfig(Section):
     tensorboard: bool = Field(
         False, description="also write the epoch metrics as TensorBoard scalars in runs/NAME/tensorboard"
     )
+    wait_for_epochs: bool = Field(
+        False, description="write each epoch's metrics before the next epoch starts (rayfit tune's trials: "
+        "a scheduler ends a trial's process at once); otherwise a second's epochs are written together",
+    )
 
 
 class ScalingConfig(Section):

@@ -90,7 +90,8 @@ class Session:
         writer = rank == 0
         # First: the tracking process starts (importing MLflow) while this one loads data and framework.
         self.tracking = (
-            MlflowTracking(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.system_metrics_s)
+            MlflowTracking(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.system_metrics_s,
+                           cfg.tracking.wait_for_epochs)
             if cfg.tracking.enabled and writer
             else None
         )

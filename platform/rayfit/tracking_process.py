@@ -21,11 +21,15 @@ from typing import Any
 from rayfit.logs import configure_worker, worker_env
 
 
+_recorders: list[Any] = []  # in the tracking process: flushed when the run's process is gone
+
+
 def _recorder(uri: str, system_metrics_s: float) -> Any:
     """Built in the tracking process: importing MLflow happens there."""
     from rayfit.callbacks.mlflow_tracking import MlflowRecorder
 
-    return MlflowRecorder(uri, system_metrics_s)
+    _recorders.append(MlflowRecorder(uri, system_metrics_s))
+    return _recorders[-1]
 
 
 BUFFER_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
@@ -83,8 +87,18 @@ class TrackingProcess:
             self._process.wait()
 
 
+def _flush_recorders() -> None:
+    for recorder in _recorders:
+        recorder.flush()
+
+
 def _exit_when_stdin_closes() -> None:
+    """Exit once the run closed stdin or died, after writing the epochs still queued (a run whose
+    process was ended, as a scheduler ends a trial's, keeps its last epochs)."""
     sys.stdin.read()
+    flushing = threading.Thread(target=_flush_recorders, daemon=True)
+    flushing.start()
+    flushing.join(timeout=30)  # a tracking server that does not answer does not keep it for ever
     os._exit(0)
 
 

@@ -167,6 +167,7 @@ class MlflowRecorder:
         self.uri, self.run_id = uri, ""
         self.system_metrics_s = system_metrics_s
         self._monitor: SystemMetricsMonitor | None = None
+        self._pending: list[Any] = []  # the asynchronous epoch writes not yet waited for
 
     def open(self, cfg_json: dict[str, Any], run_dir: str) -> str:
         """Open (or find again) the MLflow run of `run_dir` and log into it; its id."""
@@ -199,9 +200,19 @@ class MlflowRecorder:
             self._monitor.finish()
             self._monitor = None
 
-    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
-        """Queued: MLflow writes what was queued in a second as one batch (see `rayfit.tracking_process`)."""
-        self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False)
+    def log_epoch(self, metrics: dict[str, float], epoch: int, wait: bool = False) -> None:
+        """Queued (MLflow writes what was queued in a second as one batch, see `rayfit.tracking_process`),
+        or with `wait` written before this returns."""
+        if wait:
+            self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=True)
+            return
+        self._pending.append(self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False))
+
+    def flush(self) -> None:
+        """Wait until every epoch logged so far is in the store (MLflow writes them on several threads)."""
+        pending, self._pending = self._pending, []
+        for write in pending:
+            write.wait()
 
     def finish(self, history: list[dict[str, float]], plot: str, test_metrics: dict[str, float], model_dir: str,
                files: list[tuple[str, str]]) -> None:
@@ -226,5 +237,5 @@ class MlflowRecorder:
     def end(self, status: str) -> None:
         """Wait for pending writes and close the run: FINISHED, KILLED (paused, cancelled) or FAILED."""
         self._stop_monitor()
-        mlflow.flush_async_logging()
+        self.flush()
         self.client.set_terminated(self.run_id, status=status)

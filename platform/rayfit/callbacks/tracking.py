@@ -14,8 +14,8 @@ class MlflowTracking(Callback):
     """Rank 0's MLflow run, written by a process of its own (started at once: it imports MLflow
     while this process imports the framework and loads the data)."""
 
-    def __init__(self, uri: str, system_metrics_s: float = 0.0) -> None:
-        self.run_id = ""
+    def __init__(self, uri: str, system_metrics_s: float = 0.0, wait_for_epochs: bool = False) -> None:
+        self.run_id, self.wait_for_epochs = "", wait_for_epochs
         self.process = TrackingProcess(uri, system_metrics_s)
 
     def open(self, cfg: ExperimentConfig, run_dir: Path) -> str:
@@ -28,7 +28,7 @@ class MlflowTracking(Callback):
         self.recorder.start(loop.state.history)  # a resumed run's history: MLflow may lack its last epochs
 
     def on_epoch_end(self, loop: EpochLoop, metrics: dict[str, float]) -> None:
-        self.recorder.log_epoch(metrics, loop.state.epoch)
+        self.recorder.log_epoch(metrics, loop.state.epoch, self.wait_for_epochs)
 
     def finish(self, history: list[dict[str, float]], plot: Path, test_metrics: dict[str, float], model_dir: Path,
                files: list[tuple[Path, str]]) -> None:

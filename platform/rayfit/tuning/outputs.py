@@ -93,6 +93,7 @@ def write_best(trial_run: RunFolder, sweep_cfg: ExperimentConfig, path: Path) ->
     raw["name"] = f"{sweep_cfg.name}_best"
     raw["tracking"]["storage"] = sweep_cfg.tracking.storage
     raw["trainer"]["progress"] = sweep_cfg.trainer.progress
+    raw["tracking"]["wait_for_epochs"] = sweep_cfg.tracking.wait_for_epochs
     write_atomic(path, "# the best trial of sweep " + sweep_cfg.name + f" ({trial_run.path.name})\n"
                  + yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -57,6 +57,7 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], name: str, storag
     raw["name"] = name
     raw.setdefault("tracking", {})["storage"] = storage
     raw.setdefault("trainer", {})["progress"] = "none"
+    raw["tracking"]["wait_for_epochs"] = True  # a scheduler ends a trial's process as soon as it decides
     return validate(raw, source=f"trial {name}")
 
 
