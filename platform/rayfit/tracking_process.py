@@ -20,7 +20,7 @@ from typing import Any
 
 from rayfit.logs import configure_worker, worker_env
 
-
+BUFFER_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
 _recorders: list[Any] = []  # in the tracking process: flushed when the run's process is gone
 
 
@@ -30,9 +30,6 @@ def _recorder(uri: str, system_metrics_s: float) -> Any:
 
     _recorders.append(MlflowRecorder(uri, system_metrics_s))
     return _recorders[-1]
-
-
-BUFFER_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
 
 
 class _Manager(BaseManager):
@@ -93,8 +90,8 @@ def _flush_recorders() -> None:
 
 
 def _exit_when_stdin_closes() -> None:
-    """Exit once the run closed stdin or died, after writing the epochs still queued (a run whose
-    process was ended, as a scheduler ends a trial's, keeps its last epochs)."""
+    """Exit once the run closed stdin or died, after writing the epochs still queued (a killed run
+    keeps its last epochs, unless this process was killed with it, as Ray kills a worker's children)."""
     sys.stdin.read()
     flushing = threading.Thread(target=_flush_recorders, daemon=True)
     flushing.start()

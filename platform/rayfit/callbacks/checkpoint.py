@@ -184,7 +184,7 @@ class Checkpointing(Callback):
         return (self.last_saved.epoch, self.last_saved.step) == now
 
     def save(self, loop: EpochLoop, metric: float | None) -> None:
-        """Copy the loop's state (every rank: gathering it is collective) and have the writer write it."""
+        """Serialize the loop's state (every rank: gathering it is collective) and have the writer write it."""
         state = loop.state
         name = checkpoint_name(state.epoch, state.step, loop.backend.checkpoint_suffix)
         path = self.folder / name if self.writer else None
