@@ -203,10 +203,9 @@ class MlflowRecorder:
     def log_epoch(self, metrics: dict[str, float], epoch: int, wait: bool = False) -> None:
         """Queued (MLflow writes what was queued in a second as one batch, see `rayfit.tracking_process`),
         or with `wait` written before this returns."""
-        if wait:
-            self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=True)
-            return
-        self._pending.append(self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=False))
+        write = self.client.log_batch(self.run_id, metrics=metric_list(metrics, epoch), synchronous=wait)
+        if not wait:
+            self._pending.append(write)
 
     def flush(self) -> None:
         """Wait until every epoch logged so far is in the store (MLflow writes them on several threads)."""
