@@ -28,7 +28,11 @@ def test_a_recorder_logs_into_its_run_and_the_process_ends_on_close(tmp_path, ml
     run_id = recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny"))
     assert recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny")) == run_id  # found again
     recorder.start([])
-    for epoch in range(1, 21):  # buffered, and written by MLflow on a pool of threads
+    reader = MlflowClient(mlflow_uri)
+    assert reader.get_metric_history(run_id, "val_loss") == []  # the reader's store is open before the write
+    recorder.log_epoch({"val_loss": 1.0, "epoch": 1.0}, 1, True)  # wait_for_epochs: in the store on return,
+    assert [(m.step, m.value) for m in reader.get_metric_history(run_id, "val_loss")] == [(1, 1.0)]  # not a second later
+    for epoch in range(2, 21):  # buffered, and written by MLflow on a pool of threads
         recorder.log_epoch({"val_loss": 1.0 / epoch, "epoch": float(epoch)}, epoch)
     recorder.end("KILLED")
     history = MlflowClient(mlflow_uri).get_metric_history(run_id, "val_loss")
