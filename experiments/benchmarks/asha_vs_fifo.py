@@ -7,7 +7,9 @@ cost per trial: (wall x concurrency - the trials' own epoch time) / trials, i.e.
 beyond its epochs (actor start, data, model, MLflow off). The target of issue 10: ASHA within 0.5
 point of FIFO's best with at most 25% of its epochs.
 
-    .venv/bin/python experiments/benchmarks/asha_vs_fifo.py [--samples 27] [--epochs 27] [--seeds 0 1 2]
+    .venv/bin/python experiments/benchmarks/asha_vs_fifo.py [--samples 27] [--epochs 27] [--seeds 0 1 2] [--keep DIR]
+
+With --keep DIR the sweeps stay in DIR/runs/ (FIFO's are what asha_replay.py replays).
 """
 
 from __future__ import annotations
@@ -68,13 +70,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=27)
     parser.add_argument("--epochs", type=int, default=27)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--keep", type=Path, default=None, help="keep the sweeps in this folder")
     args = parser.parse_args()
     ray.init(include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             for scheduler in ("fifo", "asha"):
-                result = sweep(Path(tmp), scheduler, seed, args.samples, args.epochs)
+                result = sweep(args.keep or Path(tmp), scheduler, seed, args.samples, args.epochs)
                 rows.append({"seed": seed, "scheduler": scheduler, **result})
                 print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""ASHA replayed on FIFO's full curves: would another ranking or grace period have kept FIFO's best
+trial within the epoch budget? (Issue 10's target: within 0.5 point of FIFO's best with at most
+25% of its epochs.)
+
+Input: FIFO sweeps kept by `asha_vs_fifo.py --keep DIR` (DIR/runs/fifo-sN/trials/*/history.json:
+every trial's 27 epochs). Each variant replays Ray Tune's own ASHA bracket (the class
+`ASHAScheduler` keeps its rungs in) over those curves: the trials in the order Tune ran them, 2 at a
+time, each costing `--fixed` seconds before its first epoch and its recorded epoch times after.
+What a trial would have reported at each epoch is what it did report under FIFO, so the replay
+shows what the schedule decides, without the run-to-run noise of training again. For each seed:
+FIFO's best trial (its best epoch and the mean of its last 5), its rank among the trials at epochs
+1, 3 and 9, and per variant the best validation accuracy kept and the share of FIFO's epochs spent.
+
+    .venv/bin/python experiments/benchmarks/asha_vs_fifo.py --keep /tmp/asha --seeds 0 1 2
+    .venv/bin/python experiments/benchmarks/asha_replay.py /tmp/asha/runs/fifo-s*
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers.async_hyperband import _Bracket  # private: the rung bookkeeping ASHAScheduler uses
+
+VARIANTS = {  # name: (metric ranked at the rungs, sign that makes higher better, grace period)
+    "val_accuracy, grace 1": ("val_accuracy", 1, 1),
+    "val_loss, grace 1": ("val_loss", -1, 1),
+    "val_accuracy, grace 2": ("val_accuracy", 1, 2),
+    "val_loss, grace 2": ("val_loss", -1, 2),
+    "val_accuracy, grace 3": ("val_accuracy", 1, 3),
+}
+
+
+def replay(curves: list[list[dict[str, Any]]], metric: str, sign: int, grace: int, fixed: float,
+           slots: int = 2) -> tuple[float, int]:
+    """The best val_accuracy seen and the epochs run under ASHA (reduction factor 3, max_t 27)."""
+    bracket = _Bracket(grace, len(curves[0]), 3, 0, stop_last_trials=False)
+    events: list[tuple[float, int, int]] = []
+    started = 0
+    spent, best = 0, 0.0
+
+    def start(now: float) -> None:
+        nonlocal started
+        if started < len(curves):
+            heapq.heappush(events, (now + fixed + curves[started][0]["epoch_time_s"], started, 1))
+            started += 1
+
+    for _ in range(slots):
+        start(0.0)
+    while events:
+        now, trial, epoch = heapq.heappop(events)
+        row = curves[trial][epoch - 1]
+        spent += 1
+        best = max(best, row["val_accuracy"])
+        action = bracket.on_result(SimpleNamespace(trial_id=str(trial)), epoch, sign * row[metric])
+        if action == TrialScheduler.STOP or epoch == len(curves[trial]):
+            start(now)
+        else:
+            heapq.heappush(events, (now + curves[trial][epoch]["epoch_time_s"], trial, epoch + 1))
+    return best, spent
+
+
+def rank_at(curves: list[list[dict[str, Any]]], trial: int, epoch: int) -> int:
+    values = sorted((c[epoch - 1]["val_accuracy"] for c in curves), reverse=True)
+    return values.index(curves[trial][epoch - 1]["val_accuracy"]) + 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", type=Path, nargs="+", help="FIFO sweep folders (runs/fifo-sN)")
+    parser.add_argument("--fixed", type=float, default=10.0, help="seconds a trial costs before its first epoch")
+    args = parser.parse_args()
+    print(f"| sweep | FIFO best (trial, mean of last 5) | its rank at epochs 1, 3, 9 | "
+          + " | ".join(VARIANTS) + " |")
+    print("|---" * (3 + len(VARIANTS)) + "|")
+    for folder in args.sweeps:
+        curves = [json.loads((d / "history.json").read_text()) for d in sorted((folder / "trials").iterdir())]
+        total = sum(len(c) for c in curves)
+        best_of = [max(r["val_accuracy"] for r in c) for c in curves]
+        top = max(range(len(curves)), key=lambda i: best_of[i])
+        last5 = statistics.mean(r["val_accuracy"] for r in curves[top][-5:])
+        cells = []
+        for metric, sign, grace in VARIANTS.values():
+            best, spent = replay(curves, metric, sign, grace, args.fixed)
+            cells.append(f"{100 * (best - best_of[top]):+.2f} pt, {spent / total:.0%}")
+        ranks = ", ".join(str(rank_at(curves, top, e)) for e in (1, 3, 9))
+        print(f"| {folder.name} | {best_of[top]:.4f} ({top}, {last5:.4f}) | {ranks} of {len(curves)} | "
+              + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
