@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("sweeps", type=Path, nargs="+", help="FIFO sweep folders (runs/fifo-sN)")
     parser.add_argument("--fixed", type=float, default=10.0, help="seconds a trial costs before its first epoch")
     args = parser.parse_args()
-    print(f"| sweep | FIFO best (trial, mean of last 5) | its rank at epochs 1, 3, 9 | "
+    print("| sweep | FIFO best (trial, mean of last 5) | its rank at epochs 1, 3, 9 | "
           + " | ".join(VARIANTS) + " |")
     print("|---" * (3 + len(VARIANTS)) + "|")
     for folder in args.sweeps:
