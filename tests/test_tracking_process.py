@@ -25,6 +25,7 @@ def test_a_recorder_logs_into_its_run_and_the_process_ends_on_close(tmp_path, ml
     process = TrackingProcess(mlflow_uri, 0.0)
     recorder = process.recorder()
     pid = process._process.pid
+    assert psutil.Process(pid).nice() == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # below the run
     run_id = recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny"))
     assert recorder.open(cfg.model_dump(mode="json"), str(tmp_path / "runs" / "tiny")) == run_id  # found again
     recorder.start([])

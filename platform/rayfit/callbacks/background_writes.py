@@ -7,6 +7,9 @@ files (end of training, a report to Ray), `wait()` finishes the pending one and 
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -21,7 +24,8 @@ class BackgroundWrites:
     def submit(self, write: Callable[[], None]) -> None:
         self.wait()  # one pending write at most: bounded memory, and its error surfaces now
         if self._pool is None:  # created on first use: a loop may never save
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayfit-checkpoint")
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayfit-checkpoint",
+                                            initializer=_below_the_loop)
         self._pending = self._pool.submit(write)
 
     def wait(self) -> None:
@@ -35,3 +39,11 @@ class BackgroundWrites:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _below_the_loop() -> None:
+    """The writer thread at a lower priority than the loop (Linux: a thread is a task with a nice
+    value of its own), as the MLflow tracking process: see `rayfit.tracking_process.serve`."""
+    if sys.platform == "linux":
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + 10))
