@@ -44,6 +44,7 @@ def test_a_recorder_logs_into_its_run_and_the_process_ends_on_close(tmp_path, ml
     assert MlflowClient(mlflow_uri).get_run(run_id).info.status == "KILLED"
 
 
+@pytest.mark.slow  # a tracking process of its own: 5 s, kept out of the fast tier
 def test_a_resumed_run_logs_the_epochs_of_its_history_that_the_store_lacks(tmp_path, mlflow_uri):
     """A run killed before MLflow wrote its last epochs resumes from a checkpoint whose history holds them."""
     cfg = load_experiment(write_experiment(tmp_path, tracking={"enabled": True, "uri": mlflow_uri}))

@@ -29,6 +29,7 @@ def end_epoch(tracking: MlflowTracking, loop: SimpleNamespace, loss: float) -> N
     tracking.on_epoch_end(loop, {"epoch": float(loop.state.epoch), "val_loss": loss})
 
 
+@pytest.mark.slow  # a tracking process of its own: 6 s, kept out of the fast tier
 def test_epochs_reach_the_store_in_order_and_an_epoch_not_taken_fails_the_run_at_its_end(tmp_path, mlflow_uri):
     tracking, loop = opened(tmp_path, mlflow_uri)
     try:
