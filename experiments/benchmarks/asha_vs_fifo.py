@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--keep", type=Path, default=None, help="keep the sweeps in this folder")
     args = parser.parse_args()
+    if args.keep is not None and (args.keep / "runs").exists():
+        parser.error(f"{args.keep / 'runs'} exists: --keep takes a new folder (a kept sweep would be resumed, not run)")
     ray.init(include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ notebook). It ends when its stdin closes: when the run closes it, or when the ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -105,7 +106,8 @@ def serve() -> None:
     # Below the run in the scheduler's eyes: torch's OpenMP worker spins on a core between steps,
     # and preempting it stalls the steps that wait for it (per-epoch writes took 13-16 ms on 2 cores
     # with this process at the run's priority, 5.5-7 ms below it).
-    os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):  # not on Windows, nor where a sandbox refuses it
+        os.nice(10)
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Manager(authkey=authkey).get_server()  # a Unix socket in a temp folder of its own
     threading.Thread(target=_exit_when_stdin_closes, daemon=True, name="rayfit-stdin-watch").start()

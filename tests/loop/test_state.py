@@ -29,3 +29,11 @@ def test_a_restored_state_saves_its_own_history_not_the_one_before() -> None:
     before.history.append({"epoch": 3.0, "loss": 0.125})
     assert json.loads(before.state_dict()["history"]) == [
         {"epoch": 1.0, "loss": 0.5}, {"epoch": 2.0, "loss": 0.25}, {"epoch": 3.0, "loss": 0.125}]
+
+
+def test_a_history_put_in_place_of_another_is_saved_as_it_is() -> None:
+    state = LoopState()
+    state.history = [{"epoch": 1.0, "loss": 1.0}, {"epoch": 2.0, "loss": 2.0}]
+    state.state_dict()
+    state.history = [{"epoch": 1.0, "loss": 0.5}, {"epoch": 2.0, "loss": 0.25}, {"epoch": 3.0, "loss": 0.125}]
+    assert json.loads(state.state_dict()["history"]) == state.history

@@ -7,11 +7,14 @@ files (end of training, a report to Ray), `wait()` finishes the pending one and 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+
+log = logging.getLogger("rayfit")
 
 
 class BackgroundWrites:
@@ -44,6 +47,10 @@ class BackgroundWrites:
 def _below_the_loop() -> None:
     """The writer thread at a lower priority than the loop (Linux: a thread is a task with a nice
     value of its own), as the MLflow tracking process: see `rayfit.tracking_process.serve`."""
-    if sys.platform == "linux":
-        thread = threading.get_native_id()
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + 10))
+    except OSError as exc:  # a sandbox may refuse it: the writes go on at the loop's priority
+        log.debug("the checkpoint writer keeps the loop's priority: %s", exc)

@@ -4,9 +4,8 @@ them (and everything else of the MLflow run) while the loop goes on."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
 from rayfit.config import ExperimentConfig
 from rayfit.loop import Callback, EpochLoop
@@ -22,7 +21,8 @@ class MlflowTracking(Callback):
     Epochs are handed to the tracking process by a thread of this callback, in order: the loop
     does not wait for the call's round trip (0.7 ms an epoch), unless `wait_for_epochs` asks that
     each epoch be in the store before the loop goes on. An epoch's error is raised at the next
-    epoch's end, or when the run is closed."""
+    epoch's end (the run stops there, as it did when the loop waited); at the run's end it is a
+    warning."""
 
     def __init__(self, uri: str, system_metrics_s: float = 0.0, wait_for_epochs: bool = False) -> None:
         self.run_id, self.wait_for_epochs = "", wait_for_epochs
@@ -51,16 +51,23 @@ class MlflowTracking(Callback):
         while self._sent and (wait or self._sent[0].done()):
             self._sent.pop(0).result()
 
-    def _call(self, method: str, *args: Any) -> None:
-        """A recorder call after every epoch handed over (and their errors first)."""
-        self._check(wait=True)
-        getattr(self.recorder, method)(*args)
+    def _settle(self) -> None:
+        """Wait for every epoch handed over; one that MLflow did not take is a warning here, at the
+        run's end: the run's own outputs (checkpoints, model) are complete, and come first."""
+        wait(self._sent)  # all of them, not only up to the first error: the calls after come after these
+        try:
+            self._check(wait=True)
+        except Exception as error:
+            log.warning("MLflow: an epoch's metrics were not recorded: %s", error)
+        finally:
+            self._sent.clear()
 
     def finish(self, history: list[dict[str, float]], plot: Path, test_metrics: dict[str, float], model_dir: Path,
                files: list[tuple[Path, str]]) -> None:
         """Draw the history's plot, log the model, test metrics and files and close the MLflow run
         (Session.fit ends the process)."""
-        self._call("finish", history, str(plot), test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
+        self._settle()
+        self.recorder.finish(history, str(plot), test_metrics, str(model_dir), [(str(p), folder) for p, folder in files])
 
     def on_train_end(self, loop: EpochLoop) -> None:
         state = loop.state
@@ -68,18 +75,22 @@ class MlflowTracking(Callback):
             self._end("FAILED" if state.failed else "KILLED")
 
     def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
-        try:
-            self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        except Exception as error:  # the run's own exception matters more, and the checkpoint after this
-            log.warning("MLflow: could not close the run: %s", error)
+        self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
     def _end(self, status: str) -> None:
-        """Close the MLflow run; the process stays until Session.fit ends (a pause's checkpoint,
-        written after this, still waits for the epoch metrics)."""
-        if self.run_id:
-            self._call("end", status)
+        """Close the MLflow run of a run that stops otherwise than finished. MLflow's errors are
+        warnings here: the pause's checkpoint (written after this) or the run's own error comes first."""
+        if not self.run_id:
+            return
+        self._settle()
+        try:
+            self.recorder.end(status)
+        except Exception as error:
+            log.warning("MLflow: the run was not closed: %s", error)
 
-    def close(self) -> None:
-        """End the tracking process (a second time does nothing); epochs handed over are sent first."""
-        self._sender.shutdown(wait=True)
-        self.process.close()
+    def close(self, timeout_s: float = 30.0) -> None:
+        """End the tracking process (a second time does nothing), once the epochs handed over were
+        sent, or after `timeout_s`: a tracking server that does not answer does not hold the run."""
+        wait(self._sent, timeout=timeout_s)
+        self.process.close()  # a call still waiting on the process gets an error now, and ends
+        self._sender.shutdown(wait=True, cancel_futures=True)
