@@ -40,9 +40,9 @@ CHECKPOINT_SUFFIX = {"torch": ".pt", "tensorflow": ".npz"}
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's payload, read as its backend wrote it (no code runs on load)."""
     if path.suffix == ".pt":
-        import torch
+        from rayfit.backends.torch_backend import load_checked
 
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checked(path)
     from rayfit.backends.array_file import load_arrays
 
     return load_arrays(path)

@@ -6,12 +6,12 @@ import json
 import threading
 
 import numpy as np
-import torch
 
 from rayfit import Trainer
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
 from rayfit.loop import Callback
+from tests.conftest import checkpoint_arrays
 
 
 def snapshot(folder) -> dict[str, bytes]:
@@ -83,8 +83,7 @@ class PauseOrCancelAt(Callback):
 
 
 def model_tensors(run_dir) -> list:
-    latest = CheckpointIndex(run_dir / "checkpoints").latest
-    return [v.numpy() for v in torch.load(latest, weights_only=True)["backend"]["model"].values()]
+    return checkpoint_arrays(CheckpointIndex(run_dir / "checkpoints").latest)
 
 
 def without_timing(history: list[dict]) -> list[dict]:

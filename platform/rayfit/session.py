@@ -128,7 +128,9 @@ class Session:
         self.checkpointing = Checkpointing(
             run.checkpoints, ck.every_epochs, ck.every_steps, ck.keep_last, ck.keep_best,
             ck.monitor, ck.mode, ck.on_exception, writer=writer,
-            extra={"config": cfg.model_dump(mode="json"), "data_info": self.data_info,
+            # the run's config and data as JSON text, encoded once: each object a checkpoint
+            # pickles is a call back into Python, every epoch (packed_tensors says more)
+            extra={"config": json.dumps(cfg.model_dump(mode="json")), "data_info": json.dumps(self.data_info),
                    "ray_version": RAY_VERSION, "batch_order": BATCH_ORDER},
         )
         self.control = (control or RunControl(run.path)) if writer else None

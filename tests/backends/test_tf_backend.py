@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-import torch
 
 from rayfit.backends.tf_backend import LossScale, TFBackend
 from rayfit.backends.torch_backend import TorchBackend

@@ -65,8 +65,8 @@ def test_a_checkpoint_holds_what_exact_resume_needs(make_experiment, backend):
     assert set(payload["backend"]) >= backend_keys
     assert set(payload["backend"]["ranks"][0]) >= rank_keys
     assert payload["loop"]["epoch"] == 1 and len(json.loads(payload["loop"]["history"])) == 1
-    assert payload["config"]["name"] == "tiny"
-    assert len(payload["data_info"]["mean"]) == 64
+    assert json.loads(payload["config"])["name"] == "tiny"
+    assert len(json.loads(payload["data_info"])["mean"]) == 64
 
 
 def test_a_checkpoint_of_the_old_batch_order_is_refused_in_one_line(make_experiment, capsys):

@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
 from rayfit import Trainer
-from rayfit.backends.array_file import load_arrays
 from rayfit.callbacks.checkpoint import CheckpointIndex
 from rayfit.cli import main
 from rayfit.loop.epoch_clock import TIME_KEYS
+from tests.conftest import checkpoint_arrays
 from tests.distributed.streamed_run import assert_streamed_run_scored_exactly_the_test_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
@@ -209,10 +208,7 @@ def fit_interrupted(trainer: Trainer, run_dir: Path, min_step: int, interrupt) -
 
 def final_state(run_dir: Path) -> list[np.ndarray]:
     """Every model tensor of the run's last checkpoint (.pt for torch, .npz for tensorflow)."""
-    latest = CheckpointIndex(run_dir / "checkpoints").latest
-    if latest.suffix == ".pt":
-        return [v.numpy() for v in torch.load(latest, weights_only=True)["backend"]["model"].values()]
-    return list(load_arrays(latest)["backend"]["model"])
+    return checkpoint_arrays(CheckpointIndex(run_dir / "checkpoints").latest)
 
 
 def assert_same(reference: Path, resumed: Path) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rayfit.atomic_file import write_atomic
-from rayfit.backends import MODEL_FILES, gpu_usage, metrics
+from rayfit.backends import MODEL_FILES, gpu_usage, metrics, packed_tensors
 from rayfit.backends.batch_layout import in_batches, own_rank_state
 from rayfit.backends.placement import check_precision, wants_gpu
 from rayfit.backends.stream_batches import StreamBatches
@@ -308,7 +308,7 @@ class TorchBackend:
         self._seen = metrics["seen"]
 
     def checkpoint_bytes(self, payload: dict[str, Any]) -> bytes:
-        return torch_bytes(payload)
+        return torch_bytes(packed_tensors.pack(payload))
 
     def load_file(self, path: Path) -> dict[str, Any]:
         return load_checked(path, self.device)
@@ -355,11 +355,11 @@ def torch_bytes(obj: Any) -> bytes:
 
 
 def load_checked(path: Path, device: torch.device | str = "cpu") -> Any:
-    """torch.load with weights_only=True; any failure is a one-line CheckpointError naming the file."""
+    """torch.load with weights_only=True, tensors unpacked; any failure is a one-line CheckpointError naming the file."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return packed_tensors.unpack(torch.load(path, map_location=device, weights_only=True))
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable rayfit checkpoint ({first_line(exc)})") from exc
 
