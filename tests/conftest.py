@@ -60,6 +60,15 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """rayfit's per-user files (the sweep key) in a folder of the test session's, not ~/.config;
+    subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAYFIT_CONFIG_DIR", str(tmp_path_factory.mktemp("rayfit-config")))
+        yield
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder, as a user would run in a project folder (runs/ and mlflow.db land here)."""

@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config field, e.g. --set tune.num_samples=8")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the trials, concurrency and most epochs, and start nothing")
+    sweep.add_argument("--trust-sweep", action="store_true",
+                       help="continue a sweep folder rayfit did not start here (Ray Tune unpickles its "
+                            "state: code in it runs); only for folders you trust")
 
     export = command("export", "export a finished run's model as ONNX, TorchScript or SavedModel",
                      EXPORT_EXAMPLES)
@@ -370,7 +373,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(plan(config).lines()))
         return 0
-    result = run_sweep(config)
+    result = run_sweep(config, trust_folder=args.trust_sweep)
     print(f"{len(result.trials)} trials; outputs in {result.folder} (trials.csv, best.yaml, plots/)")
     if result.best is not None:
         print(f"best: trial {result.best.trial_id}, {config.tune.metric}={result.best.best:.4g} at epoch "

@@ -14,6 +14,7 @@ from rayfit.config import ExperimentConfig, load_experiment
 from rayfit.errors import ConfigError
 from rayfit.paths import resolve_paths
 from rayfit.run_folder import RunFolder
+from rayfit.tuning import provenance
 
 if TYPE_CHECKING:  # outputs imports matplotlib and MLflow: not before the experiment is checked
     from rayfit.tuning.outputs import TrialOutcome
@@ -94,9 +95,10 @@ class SweepResult:
         return [t for t in self.trials if t.stop_reason.startswith("error")]
 
 
-def run_sweep(cfg: ExperimentConfig) -> SweepResult:
+def run_sweep(cfg: ExperimentConfig, trust_folder: bool = False) -> SweepResult:
     """Run the sweep (or continue it: finished trials stay done, unfinished ones resume from their
-    run folders, ASHA keeps its rungs), then write trials.csv, best.yaml and the plots."""
+    run folders, ASHA keeps its rungs), then write trials.csv, best.yaml and the plots. A sweep
+    folder rayfit did not make here is continued only with `trust_folder` (see provenance)."""
     import ray
     from ray import tune
 
@@ -110,11 +112,12 @@ def run_sweep(cfg: ExperimentConfig) -> SweepResult:
     from rayfit.tuning.trial import TrialSetup, run_trial
 
     assert cfg.tune is not None
+    folder = sweep_folder(cfg)
+    provenance.check(folder, folder / TUNE_DIR, trust_folder)  # before Ray reads anything of it
     if not logs.verbose():  # Tune's own boxes and tables: the trial table says what matters
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     connect(cfg.scaling)
     the_plan = plan(cfg, ray.cluster_resources().get("CPU", 0.0))
-    folder = sweep_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     parent = open_mlflow_run(cfg, folder) if cfg.tracking.enabled else None
     scheduler_name = cfg.tune.scheduler_name()
@@ -124,6 +127,7 @@ def run_sweep(cfg: ExperimentConfig) -> SweepResult:
     if tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=True)
     else:
+        provenance.mark(folder)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(cfg),
