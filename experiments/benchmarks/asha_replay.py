@@ -4,7 +4,7 @@ trial within the epoch budget? (Issue 10's target: within 0.5 point of FIFO's be
 
 Input: FIFO sweeps kept by `asha_vs_fifo.py --keep DIR` (DIR/runs/fifo-sN/trials/*/history.json:
 every trial's 27 epochs). Each variant replays Ray Tune's own ASHA bracket (the class
-`ASHAScheduler` keeps its rungs in) over those curves: the trials in the order Tune ran them, 2 at a
+`ASHAScheduler`, with its brackets) over those curves: the trials in the order Tune ran them, 2 at a
 time, each costing `--fixed` seconds before its first epoch and its recorded epoch times after.
 What a trial would have reported at each epoch is what it did report under FIFO, so the replay
 shows what the schedule decides, without the run-to-run noise of training again. For each seed:
@@ -25,22 +25,28 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ray.tune.schedulers import TrialScheduler
-from ray.tune.schedulers.async_hyperband import _Bracket  # private: the rung bookkeeping ASHAScheduler uses
+import numpy as np
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-VARIANTS = {  # name: (metric ranked at the rungs, sign that makes higher better, grace period)
-    "val_accuracy, grace 1": ("val_accuracy", 1, 1),
-    "val_loss, grace 1": ("val_loss", -1, 1),
-    "val_accuracy, grace 2": ("val_accuracy", 1, 2),
-    "val_loss, grace 2": ("val_loss", -1, 2),
-    "val_accuracy, grace 3": ("val_accuracy", 1, 3),
+VARIANTS = {  # name: (metric ranked at the rungs, its mode, grace period, brackets)
+    "val_accuracy, grace 1": ("val_accuracy", "max", 1, 1),
+    "val_loss, grace 1": ("val_loss", "min", 1, 1),
+    "val_accuracy, grace 2": ("val_accuracy", "max", 2, 1),
+    "val_loss, grace 2": ("val_loss", "min", 2, 1),
+    "val_accuracy, grace 3": ("val_accuracy", "max", 3, 1),
+    "val_accuracy, grace 1, 2 brackets": ("val_accuracy", "max", 1, 2),
+    "val_loss, grace 1, 3 brackets": ("val_loss", "min", 1, 3),
 }
+DRAWS = 30  # with several brackets Ray draws each trial's at random: the mean over this many draws
 
 
-def replay(curves: list[list[dict[str, Any]]], metric: str, sign: int, grace: int, fixed: float,
-           slots: int = 2) -> tuple[float, int]:
+def replay(curves: list[list[dict[str, Any]]], metric: str, mode: str, grace: int, brackets: int,
+           fixed: float, draw: int = 0, slots: int = 2) -> tuple[float, int]:
     """The best val_accuracy seen and the epochs run under ASHA (reduction factor 3, max_t 27)."""
-    bracket = _Bracket(grace, len(curves[0]), 3, 0, stop_last_trials=False)
+    np.random.seed(draw)  # Ray draws a trial's bracket from numpy's global generator
+    scheduler = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=len(curves[0]),
+                              grace_period=grace, reduction_factor=3, brackets=brackets, stop_last_trials=False)
+    trials = [SimpleNamespace(trial_id=str(i)) for i in range(len(curves))]
     events: list[tuple[float, int, int]] = []
     started = 0
     spent, best = 0, 0.0
@@ -48,6 +54,7 @@ def replay(curves: list[list[dict[str, Any]]], metric: str, sign: int, grace: in
     def start(now: float) -> None:
         nonlocal started
         if started < len(curves):
+            scheduler.on_trial_add(None, trials[started])
             heapq.heappush(events, (now + fixed + curves[started][0]["epoch_time_s"], started, 1))
             started += 1
 
@@ -58,7 +65,7 @@ def replay(curves: list[list[dict[str, Any]]], metric: str, sign: int, grace: in
         row = curves[trial][epoch - 1]
         spent += 1
         best = max(best, row["val_accuracy"])
-        action = bracket.on_result(SimpleNamespace(trial_id=str(trial)), epoch, sign * row[metric])
+        action = scheduler.on_trial_result(None, trials[trial], {"epoch": epoch, metric: row[metric]})
         if action == TrialScheduler.STOP or epoch == len(curves[trial]):
             start(now)
         else:
@@ -86,9 +93,11 @@ def main() -> None:
         top = max(range(len(curves)), key=lambda i: best_of[i])
         last5 = statistics.mean(r["val_accuracy"] for r in curves[top][-5:])
         cells = []
-        for metric, sign, grace in VARIANTS.values():
-            best, spent = replay(curves, metric, sign, grace, args.fixed)
-            cells.append(f"{100 * (best - best_of[top]):+.2f} pt, {spent / total:.0%}")
+        for metric, mode, grace, brackets in VARIANTS.values():
+            runs = [replay(curves, metric, mode, grace, brackets, args.fixed, draw)
+                    for draw in range(DRAWS if brackets > 1 else 1)]
+            gap = statistics.mean(100 * (best - best_of[top]) for best, _ in runs)
+            cells.append(f"{gap:+.2f} pt, {statistics.mean(spent for _, spent in runs) / total:.0%}")
         ranks = ", ".join(str(rank_at(curves, top, e)) for e in (1, 3, 9))
         print(f"| {folder.name} | {best_of[top]:.4f} ({top}, {last5:.4f}) | {ranks} of {len(curves)} | "
               + " | ".join(cells) + " |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandScheduler, PopulationBasedTraining, TrialScheduler
@@ -61,3 +62,25 @@ def test_a_doctored_state_file_is_refused(tmp_path):
     asha.set_search_properties("val_accuracy", "max")
     with pytest.raises(CheckpointError, match="not this sweep's ASHA state .*milestone 2"):
         asha.on_trial_add(None, trial("t"))
+
+
+def test_asha_brackets_each_trial_stays_in_the_bracket_it_was_drawn_into_after_a_restore(tmp_path):
+    asha = build_scheduler(sweep({"name": "asha", "grace_period": 1, "brackets": 3}, epochs=27), tmp_path)
+    asha.set_search_properties("val_accuracy", "max")
+    assert [[m for m, _ in b._rungs] for b in asha._brackets] == [[27, 9, 3, 1], [27, 9, 3], [27, 9]]
+    started = pickle.dumps(asha)
+    np.random.seed(0)  # Ray draws a trial's bracket from numpy's global generator
+    trials = [trial(f"t{i}") for i in range(40)]
+    for t in trials:
+        asha.on_trial_add(None, t)
+        asha.on_trial_result(None, t, result(1, 0.5))
+    drawn = {t.trial_id: asha._brackets.index(asha._trial_info[t.trial_id]) for t in trials}
+    assert set(drawn.values()) == {0, 1, 2}  # Ray's draw, 40 times
+    restored = pickle.loads(started)
+    for t in trials:
+        restored.on_trial_add(None, t)
+    assert {t.trial_id: restored._brackets.index(restored._trial_info[t.trial_id]) for t in trials} == drawn
+    (tmp_path / STATE_FILE).write_text((tmp_path / STATE_FILE).read_text().replace('"t0": ' + str(drawn["t0"]), '"t0": 7'))
+    again = pickle.loads(started)
+    with pytest.raises(CheckpointError, match="trial t0 is in bracket 7 of 3"):
+        again.on_trial_add(None, trials[0])

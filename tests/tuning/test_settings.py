@@ -35,7 +35,7 @@ def test_bad_search_space_entries_are_refused_in_one_line(space, message):
 
 
 @pytest.mark.parametrize("scheduler, message", [
-    ({"name": "asha", "grace": 1}, "asha has no option 'grace' (its options: grace_period, reduction_factor, max_t)"),
+    ({"name": "asha", "grace": 1}, "asha has no option 'grace' (its options: grace_period, reduction_factor, max_t, brackets)"),
     ({"name": "fifo", "grace_period": 1}, "fifo has no option 'grace_period' (its options: none)"),
     ({"name": "asha", "reduction_factor": 1}, "asha reduction_factor: Input should be greater than 1"),
     ({"name": "bohb"}, "unknown scheduler 'bohb'; expected one of fifo, asha, hyperband, median_stopping, pbt"),

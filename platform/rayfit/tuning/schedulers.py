@@ -32,13 +32,16 @@ STATE_FILE = "scheduler_state.json"
 
 
 class RungKeepingASHA(ASHAScheduler):
-    """ASHA (a trial that reaches max_t ends by itself: it finishes its run) whose rungs (the metric each trial had at each milestone) are written to `state_file`
-    after every change, as JSON, and read again by the restored sweep before its first decision."""
+    """ASHA (a trial that reaches max_t ends by itself: it finishes its run) whose rungs (the metric
+    each trial had at each milestone) and the bracket each trial was drawn into are written to
+    `state_file` after every change, as JSON, and read again by the restored sweep before its first
+    decision."""
 
     def __init__(self, state_file: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state_file = str(state_file)
         self._loaded = False
+        self._drawn: dict[str, int] = {}  # trial id -> its bracket (Ray draws it at random)
 
     def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:
         return [[(m, dict(r)) for m, r in bracket._rungs] for bracket in self._brackets]
@@ -55,20 +58,29 @@ class RungKeepingASHA(ASHAScheduler):
                     if float(saved_milestone) != float(milestone):
                         raise ValueError(f"milestone {saved_milestone} is not {milestone}")
                     recorded.update({str(k): float(v) for k, v in saved_recorded.items()})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            for trial_id, index in saved.get("drawn", {}).items():
+                if not (type(index) is int and 0 <= index < len(self._brackets)):
+                    raise ValueError(f"trial {trial_id} is in bracket {index!r} of {len(self._brackets)}")
+                self._drawn[str(trial_id)] = index
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: not this sweep's ASHA state ({exc})") from exc
         log.info("ASHA rungs restored from %s", path.name)
 
     def _save(self) -> None:
         path = Path(self.state_file)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"brackets": self.rungs()}))
+        tmp.write_text(json.dumps({"brackets": self.rungs(), "drawn": self._drawn}))
         os.replace(tmp, path)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         if not self._loaded:
             self._load()
-        super().on_trial_add(tune_controller, trial)
+        index = self._drawn.get(trial.trial_id)
+        if index is None:  # a new trial: Ray draws its bracket
+            super().on_trial_add(tune_controller, trial)
+            self._drawn[trial.trial_id] = self._brackets.index(self._trial_info[trial.trial_id])
+        else:  # a restored trial goes on in the bracket it was drawn into
+            self._trial_info[trial.trial_id] = self._brackets[index]
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
@@ -97,7 +109,8 @@ def build_scheduler(cfg: ExperimentConfig, sweep_dir: Path) -> TrialScheduler:
             raise ConfigError(f"tune.scheduler: grace_period {opts.grace_period} is more than the "
                               f"{max_t} epochs a trial runs")
         return RungKeepingASHA(sweep_dir / STATE_FILE, max_t=max_t, grace_period=opts.grace_period,
-                               reduction_factor=opts.reduction_factor, stop_last_trials=False, **epoch)
+                               reduction_factor=opts.reduction_factor, brackets=opts.brackets,
+                               stop_last_trials=False, **epoch)
     if isinstance(opts, HyperbandOptions):
         return HyperBandScheduler(max_t=opts.max_t or cfg.trainer.epochs, reduction_factor=opts.reduction_factor,
                                   stop_last_trials=False, **epoch)

@@ -61,6 +61,8 @@ class AshaOptions(Strict):
     grace_period: int = Field(1, gt=0, description="epochs before a trial may be stopped")
     reduction_factor: float = Field(3, gt=1)
     max_t: int | None = Field(None, gt=0, description="default: trainer.epochs")
+    brackets: int = Field(1, gt=0, description="Ray's ASHA brackets: bracket k starts at grace_period x "
+                                                "reduction_factor^k (more kept, more epochs)")
 
 
 class HyperbandOptions(Strict):
