@@ -67,6 +67,10 @@ def test_auto_workers_use_ray_train_only_when_there_is_a_cluster_or_gpu(scaling,
         ("optimizer.momentum=50", "optimizer.momentum: Input should be less than 1, got 50"),
         ("optimizer.betas=[0.9, 1.0]", "optimizer.betas.1: Input should be less than 1, got 1.0"),
         ("model.hidden_units=[64, 0]", "model.hidden_units.1: Input should be greater than 0, got 0"),
+        # Ray cannot place a worker that asks for nothing; it said so only after 3 restarts
+        ("scaling.resources_per_worker={CPU: 0}",
+         "scaling.resources_per_worker: expected at least one resource above 0, for example {CPU: 0.5}"),
+        ("scaling.resources_per_worker={CPU: -1}", "scaling.resources_per_worker: expected amounts of 0 or more"),
     ],
 )
 def test_errors_name_the_field(make_experiment, override, message):

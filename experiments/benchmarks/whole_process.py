@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             walls[key].append(run_once(JOBS[key][1]))
             print(f"repeat {repeat + 1}: {JOBS[key][0]:<15} {walls[key][-1]:7.1f} s", flush=True)
     median = {key: statistics.median(times) for key, times in walls.items()}
-    print(f"\n| command | median s | fastest s |\n|---|---|---|")
+    print("\n| command | median s | fastest s |\n|---|---|---|")
     for key, times in walls.items():
         print(f"| {JOBS[key][0]} | {median[key]:.1f} | {min(times):.1f} |")
     for mine, peer in TARGETS:

@@ -264,6 +264,18 @@ class ScalingConfig(Section):
                 raise ValueError(f"pyarrow cannot open it ({str(exc).splitlines()[0]})") from None
         return value
 
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _resources_place_a_worker(cls, value: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
+        if value is None:
+            return value
+        if any(amount < 0 for amount in value.values()):
+            raise ValueError("expected amounts of 0 or more")
+        if not any(value.values()) and not info.data.get("use_gpu"):
+            # Ray cannot place a worker that asks for nothing (its placement group refuses the bundle)
+            raise ValueError("expected at least one resource above 0, for example {CPU: 0.5}")
+        return value
+
     @field_validator("num_workers")
     @classmethod
     def _workers_make_sense(cls, value: int | tuple[int, int] | str) -> int | tuple[int, int] | str:
