@@ -7,6 +7,7 @@ being ignored. Errors surface as ConfigError, one line naming the file and the f
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -267,11 +268,14 @@ class ScalingConfig(Section):
     @field_validator("resources_per_worker")
     @classmethod
     def _resources_place_a_worker(cls, value: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
-        if value is None:
-            return value
-        if any(amount < 0 for amount in value.values()):
+        if not value:
+            return None  # {} is the default: 1 CPU a worker
+        if not all(math.isfinite(amount) and amount >= 0 for amount in value.values()):
             raise ValueError("expected amounts of 0 or more")
-        if not any(value.values()) and not info.data.get("use_gpu"):
+        asked = dict(value)
+        if info.data.get("use_gpu"):
+            asked.setdefault("GPU", 1.0)  # as launch.worker_resources does
+        if not any(asked.values()):
             # Ray cannot place a worker that asks for nothing (its placement group refuses the bundle)
             raise ValueError("expected at least one resource above 0, for example {CPU: 0.5}")
         return value

@@ -42,7 +42,7 @@ def same(a, b) -> bool:
 def test_a_packed_payload_comes_back_as_it_was(tmp_path):
     original = payload()
     packed = packed_tensors.pack(original)
-    assert sorted(packed["blobs"]) == ["float32@cpu", "int64@cpu", "uint8@cpu"]  # one tensor per dtype
+    assert sorted(packed["blobs"]) == ["float32", "int64", "uint8"]  # one tensor per dtype
     path = tmp_path / "ckpt.pt"
     path.write_bytes(torch_bytes(packed))
     loaded = load_checked(path)
@@ -58,14 +58,25 @@ def test_an_unpacked_file_loads_as_before(tmp_path):
     assert same(load_checked(path), {"w": torch.ones(2)})
 
 
+def layout(*entries) -> str:
+    return json.dumps([list(e) for e in entries])
+
+
 @pytest.mark.parametrize("doctor, expected", [
-    (lambda p: p.update(layout=json.dumps([[["w"], "float32@cpu", 10, [4]]])), "lies outside its packed float32@cpu"),
-    (lambda p: p.update(layout=json.dumps([[["w"], "float32@cpu", -1, [1]]])), "lies outside"),
-    (lambda p: p.update(layout=json.dumps([[["w"], "int8@cpu", 0, [1]]])), "does not fit its tensors"),
-    (lambda p: p.update(layout=json.dumps([[["w"], "float32@cpu", 0, ["x"]]])), "shape is not a list of sizes"),
-    (lambda p: p.update(layout=json.dumps([[["nowhere"], "float32@cpu", 0, [1]]])), "no place in the payload"),
+    (lambda p: p.update(layout=layout((["w"], "float32", 10, [4]))), "lies outside its place in the packed float32"),
+    (lambda p: p.update(layout=layout((["w"], "float32", 0, [5]))), "lies outside"),
+    (lambda p: p.update(layout=layout((["w"], "int8", 0, [1]))), "does not fit its tensors"),
+    (lambda p: p.update(layout=layout((["w"], "float32", 0, ["x"]))), "shape is not a list of sizes"),
+    (lambda p: p.update(layout=layout((["nowhere"], "float32", 0, [4]))), "no place in the payload"),
     (lambda p: p.update(layout="not json"), "not a readable rayfit checkpoint"),
     (lambda p: p.update({packed_tensors.MARKER: 99}), "version 99"),
+    # what would make a small file take much memory: one tensor read many times over, or a
+    # tensor of one value made to look large
+    (lambda p: p.update(layout=layout((["w"], "float32", 0, [4]), (["w"], "float32", 0, [4]))), "outside its place"),
+    (lambda p: p.update(layout=layout((["w"], "float32", 0, [2]), (["w"], "float32", 2, [2]))), "names a place twice"),
+    (lambda p: p.update(layout=layout((["w"], "float32", 0, [2]))), "holds more than its layout says"),
+    (lambda p: p.update(blobs={"float32": torch.zeros(1).expand(10**8)},
+                        layout=layout((["w"], "float32", 0, [10**8]))), "not a 1-D tensor of its own"),
 ])
 def test_a_doctored_layout_is_refused_in_one_line(tmp_path, doctor, expected):
     packed = packed_tensors.pack({"w": torch.ones(4)})

@@ -99,3 +99,23 @@ def test_rayfit_tune_refuses_an_unmarked_sweep_before_unpickling_it(workdir, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--trust-sweep" in err and "runs/theirs" in err
     assert not (folder / "pwned").exists() and sorted(os.listdir(folder)) == ["tune"]
+
+
+def test_a_key_others_can_read_is_refused(tmp_path):
+    key = provenance.key_folder() / provenance.KEY_FILE
+    provenance.mark(tmp_path)
+    try:
+        key.chmod(0o644)
+        with pytest.raises(CheckpointError, match="readable by you alone"):
+            provenance.mark(tmp_path)
+    finally:
+        key.chmod(0o600)
+
+
+def test_a_key_folder_that_cannot_be_made_is_named_in_one_line(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("RAYFIT_CONFIG_DIR", str(tmp_path / "a-file" / "rayfit"))
+    folder = tmp_path / "sweep"
+    with pytest.raises(CheckpointError, match="cannot make or read rayfit's sweep key .*RAYFIT_CONFIG_DIR") as caught:
+        provenance.check(folder, folder / "tune", trusted=False)  # before Ray starts, even for a new sweep
+    assert "\n" not in str(caught.value)

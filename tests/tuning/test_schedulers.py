@@ -37,6 +37,10 @@ def test_schedulers_act_on_our_epoch_up_to_trainer_epochs(tmp_path):
     assert isinstance(pbt, PopulationBasedTraining) and pbt._perturbation_interval == 2
     with pytest.raises(ConfigError, match="grace_period 12 is more than the 9 epochs"):
         build_scheduler(sweep({"name": "asha", "grace_period": 12}), tmp_path)
+    # 27 epochs, grace 1, factor 3: brackets start at 1, 3 and 9; a fourth would start at 27
+    assert len(build_scheduler(sweep({"name": "asha", "brackets": 3}, epochs=27), tmp_path)._brackets) == 3
+    with pytest.raises(ConfigError, match="brackets 4 is more than the 3 whose first rung"):
+        build_scheduler(sweep({"name": "asha", "brackets": 4}, epochs=27), tmp_path)
 
 
 def test_asha_rungs_come_back_after_tune_restores_the_scheduler_as_it_was_at_the_start(tmp_path):

@@ -171,24 +171,34 @@ def test_best_yaml_trains_the_best_trial_again_to_the_same_metric(asha_sweep, mo
 
 
 @pytest.mark.slow
-def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch):
+@pytest.mark.parametrize("scaling", [
+    {"num_workers": 0},
+    # each trial runs Ray Train with 1 worker; a worker of no CPU (some memory, so Ray can place
+    # it) lets both trials (1 CPU each, for their driver) run at once on 2 CPUs, as synch PBT needs
+    {"num_workers": 1, "resources_per_worker": {"CPU": 0, "memory": 1.0e8}},
+], ids=["in-process", "ray-train"])
+def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch, scaling):
     monkeypatch.chdir(tmp_path)
     path = sweep_file(tmp_path, "pbt", {
         "search_space": {"optimizer.lr": {"grid": [0.01, 1e-5]}},
         "scheduler": {"name": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
                       "resample_probability": 0.0, "synch": True,
                       "mutations": {"optimizer.lr": {"uniform": [1e-4, 1e-2]}}}},
-        trainer={"epochs": 2}, checkpoint={"keep_last": 10})
+        trainer={"epochs": 2}, checkpoint={"keep_last": 10}, scaling=scaling)
     assert main(["tune", str(path)]) == 0
+    no_placement_group_left()  # a trial PBT paused had its workers freed (Tune has no pause callback)
     trials = tmp_path / "runs/pbt/trials"
     clones = [(t, c) for t in trials.iterdir() if (t / "clones.json").is_file()
               for c in json.loads((t / "clones.json").read_text())]
     assert any(c["epoch"] == 1 for _, c in clones), "no trial exploited a donor before its last epoch"
     for trial, clone in clones:
         # the donor's checkpoint as it handed it to Tune at that epoch
-        (handed,) = [d for d in (tmp_path / "runs/pbt/tune" / clone["donor"]).glob("checkpoint_*")
-                     if json.loads((d / "donor.json").read_text())["epoch"] == clone["epoch"]]
-        donor_file = handed / clone["file"].removeprefix(clone["donor"] + "-")
+        handed = [d for d in (tmp_path / "runs/pbt/tune" / clone["donor"]).glob("checkpoint_*")
+                  if json.loads((d / "donor.json").read_text())["epoch"] == clone["epoch"]]
+        name = clone["file"].removeprefix(clone["donor"] + "-")
+        # a trial resumed at its last epoch hands that epoch again (TuneReport.last_epoch_if_none)
+        assert handed and len({(d / name).read_bytes() for d in handed}) == 1
+        donor_file = handed[0] / name
         loaded = trial / "clones" / clone["file"]
         for got, want in zip(checkpoint_arrays(loaded), checkpoint_arrays(donor_file), strict=True):
             assert (got == want).all()
@@ -198,6 +208,9 @@ def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch):
         mine = json.loads((trial / "history.json").read_text())
         assert mine[: clone["epoch"]] == json.loads(read_checkpoint(donor_file)["loop"]["history"])
         assert len(mine) == 2  # and it went on to the last epoch from there
+        if scaling["num_workers"]:  # a worker group started from the donor's epoch
+            attempts = json.loads((trial / "run.json").read_text())["attempts"]
+            assert clone["epoch"] in [a["epoch"] for a in attempts[1:]], attempts
 
 
 @pytest.mark.slow
@@ -215,11 +228,17 @@ def test_a_two_worker_trial_in_a_sweep_leaves_no_placement_group(ray_cluster, tm
     assert table["stopped"][1].startswith("stopped by the asha scheduler after epoch")
     status = json.loads((tmp_path / "runs/nested/trials" / table["trial"][0] / "run.json").read_text())
     assert status["attempts"][0]["workers"] == 2
+    no_placement_group_left()
+    assert ray.available_resources().get("CPU") == 2.0
+
+
+def no_placement_group_left() -> None:
+    import ray
+
     deadline = time.monotonic() + 30  # removal is asynchronous; a leaked group stays CREATED
     while (left := [pg for pg in ray.util.placement_group_table().values() if pg["state"] != "REMOVED"]):
         assert time.monotonic() < deadline, left
         time.sleep(0.5)
-    assert ray.available_resources().get("CPU") == 2.0
 
 
 @pytest.mark.slow

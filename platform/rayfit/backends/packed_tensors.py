@@ -1,4 +1,4 @@
-"""A checkpoint's tensors packed into one flat tensor per dtype and device, for torch.save.
+"""A checkpoint's tensors packed into one flat tensor per dtype, for torch.save.
 
 torch.save's pickler calls back into Python for every object it writes, about 15 times per tensor
 (its storage, sizes, strides, ...): the 33 small tensors of the digits demo's checkpoint (weights,
@@ -27,37 +27,59 @@ def pack(payload: dict[str, Any]) -> dict[str, Any]:
     ends: dict[str, int] = {}
     layout = []
     for path, tensor in tensors:
-        group = f"{str(tensor.dtype).removeprefix('torch.')}@{tensor.device}"
+        group = str(tensor.dtype).removeprefix("torch.")
         offset = ends.get(group, 0)
         layout.append([path, group, offset, list(tensor.shape)])
         ends[group] = offset + tensor.numel()
-        groups.setdefault(group, []).append(tensor.detach().reshape(-1))
+        # joined in CPU memory, as torch.save copies a GPU tensor: no second copy on the GPU
+        groups.setdefault(group, []).append(tensor.detach().reshape(-1).cpu())
     blobs = {group: torch.cat(members) for group, members in groups.items()}
     return {MARKER: VERSION, "tree": tree, "layout": json.dumps(layout), "blobs": blobs}
 
 
 def unpack(loaded: Any) -> Any:
     """The payload `pack` was given; anything not packed is returned as it is. Raises ValueError
-    on a layout that does not fit its tensors (the file may come from someone else)."""
+    on a layout that does not fit its tensors (the file may come from someone else): each packed
+    tensor must be split exactly into its entries, so unpacking takes no more memory than the file."""
     if not isinstance(loaded, dict) or MARKER not in loaded:
         return loaded
     if loaded[MARKER] != VERSION:
         raise ValueError(f"packed tensors of version {loaded[MARKER]!r}; this rayfit reads version {VERSION}")
     try:
         layout, blobs, tree = json.loads(loaded["layout"]), loaded["blobs"], loaded["tree"]
-        placed = {}
-        for path, group, offset, shape in layout:
-            blob = blobs[group]
-            numel = _numel(shape)
-            if not (isinstance(offset, int) and 0 <= offset and offset + numel <= blob.numel()):
-                raise ValueError(f"tensor {path} lies outside its packed {group} tensor")
-            placed[_key(path)] = blob[offset : offset + numel].reshape(shape).clone()
-    except (KeyError, TypeError, AttributeError) as exc:
+        _check_split(layout, blobs)
+        placed = {_key(path): blobs[group][offset : offset + _numel(shape)].reshape(shape).clone()
+                  for path, group, offset, shape in layout}
+    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise ValueError(f"a packed-tensor layout that does not fit its tensors ({exc!r})") from exc
     rebuilt = _with_tensors(tree, (), placed)
     if placed:
         raise ValueError(f"packed tensors with no place in the payload: {sorted(placed)[:3]}")
     return rebuilt
+
+
+def _check_split(layout: list[Any], blobs: dict[str, Any]) -> None:
+    """Each packed tensor a plain 1-D tensor, cut by the layout into pieces that follow one another
+    from its start to its end, each path once."""
+    if not isinstance(layout, list) or not isinstance(blobs, dict):
+        raise ValueError("the packed-tensor layout is not a list")
+    ends = dict.fromkeys(blobs, 0)
+    paths = set()
+    for path, group, offset, shape in layout:
+        blob = blobs[group]
+        if not (isinstance(blob, torch.Tensor) and blob.dim() == 1 and blob.is_contiguous()):
+            raise ValueError(f"packed {group} is not a 1-D tensor of its own")
+        if offset != ends[group]:
+            raise ValueError(f"tensor {path} lies outside its place in the packed {group} tensor")
+        ends[group] = offset + _numel(shape)
+        if ends[group] > blob.numel():
+            raise ValueError(f"tensor {path} lies outside its place in the packed {group} tensor")
+        paths.add(_key(path))
+    if len(paths) != len(layout):
+        raise ValueError("the packed-tensor layout names a place twice")
+    for group, end in ends.items():
+        if end != blobs[group].numel():
+            raise ValueError(f"the packed {group} tensor holds more than its layout says")
 
 
 def _without_tensors(obj: Any, path: list[Any], found: list[tuple[list[Any], torch.Tensor]]) -> Any:

@@ -1,6 +1,6 @@
-"""Freeing a stopped trial's Ray Train workers. Tune ends a trial it stops by ending the trial's
-process; the placement group of the Ray Train run that process started can outlive it and hold
-its CPUs, so later trials wait forever (ray-project/ray#54305; Ray 2.60's own cleaner needs the
+"""Freeing a stopped or paused trial's Ray Train workers. Tune ends a trial it stops or pauses by
+ending the trial's process; the placement group of the Ray Train run that process started can
+outlive it and hold its CPUs, so later trials wait forever (ray-project/ray#54305; Ray 2.60's own cleaner needs the
 dashboard's state API). The workers note their group and their Train controller in the trial's run
 folder; the sweep's driver removes the group once that controller is gone."""
 
@@ -41,54 +41,79 @@ class NotePlacementGroup(Callback):
 
 
 class FreeStoppedTrials(TuneCallback):
-    """In the sweep's driver: when a trial ends (finished, stopped or failed), remove the placement
-    group its workers noted, once their controller is gone. Tune calls this before it stops the
-    trial's process: a group removed while the controller lives makes it start its workers again
-    in a new group that nothing frees. So each trial is freed on a thread of its own, and the
-    sweep's end waits for them."""
+    """In the sweep's driver: when a trial ends (finished, stopped or failed) or is paused (PBT),
+    remove the placement group its workers noted, once their controller is gone. Tune calls this
+    before it stops the trial's process: a group removed while the controller lives makes it start
+    its workers again in a new group that nothing frees. So each trial is freed on a thread of its
+    own, and the sweep's end waits for them."""
 
     def __init__(self, trials_dir: Path) -> None:
         self.trials_dir = str(trials_dir)
         self._freeing: list[threading.Thread] = []
+        self._paused: set[tuple[str, str]] = set()  # (trial, controller) whose pause is being freed
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks into the sweep's state
         return {"trials_dir": self.trials_dir}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.trials_dir, self._freeing = state["trials_dir"], []
+        self.trials_dir, self._freeing, self._paused = state["trials_dir"], [], set()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._free_later(trial.trial_id)
+        run_dir = Path(self.trials_dir) / trial.trial_id
+        self._free_later(run_dir, read_note(run_dir), True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._free_later(trial.trial_id)
+        self.on_trial_complete(iteration, trials, trial)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        """A paused trial's workers (Tune has no pause callback): the note is read now, before the
+        trial runs again and its new workers note their own group."""
+        for trial in trials:
+            if trial.status != "PAUSED":
+                continue
+            run_dir = Path(self.trials_dir) / trial.trial_id
+            noted = read_note(run_dir)
+            if noted is not None and (trial.trial_id, noted[1]) not in self._paused:
+                self._paused.add((trial.trial_id, noted[1]))
+                self._free_later(run_dir, noted, False)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         for thread in self._freeing:
             thread.join()
 
-    def _free_later(self, trial_id: str) -> None:
-        thread = threading.Thread(target=free, args=(Path(self.trials_dir) / trial_id,), daemon=True)
+    def _free_later(self, run_dir: Path, noted: tuple[bytes, str] | None, ended: bool) -> None:
+        if noted is None:
+            return  # no workers, or they never started
+        thread = threading.Thread(target=free, args=(run_dir, noted, ended), daemon=True)
         thread.start()
         self._freeing.append(thread)
 
 
-def free(run_dir: Path, patience_s: float = CONTROLLER_PATIENCE_S) -> None:
-    """Remove the group noted in run_dir once its Train controller is dead (or after patience_s)."""
-    note = run_dir / NOTE_FILE
+def read_note(run_dir: Path) -> tuple[bytes, str] | None:
+    """The placement group and Train controller a trial's workers noted, if any."""
     try:
-        noted = json.loads(note.read_text())
-        group_id, controller = bytes.fromhex(noted["id"]), str(noted["controller"])
+        noted = json.loads((run_dir / NOTE_FILE).read_text())
+        return bytes.fromhex(noted["id"]), str(noted["controller"])
     except (OSError, ValueError, KeyError, TypeError):
-        return  # no workers, or they never started
+        return None
+
+
+def free(run_dir: Path, noted: tuple[bytes, str], ended: bool, patience_s: float = CONTROLLER_PATIENCE_S) -> None:
+    """Remove the noted group once its Train controller is dead; after patience_s, a trial that
+    ended is freed anyway, a paused one is left (its controller may be running it again)."""
+    group_id, controller = noted
     deadline = time.monotonic() + patience_s
     while alive(controller) and time.monotonic() < deadline:
         time.sleep(0.2)
+    if not ended and alive(controller):
+        log.warning("the workers of paused trial %s did not stop within %.0f s; left running", run_dir.name, patience_s)
+        return
     group = PlacementGroup(ray.PlacementGroupID(group_id))
     if ray.util.placement_group_table(group).get("state") not in (None, "REMOVED"):
         remove_placement_group(group)
-        log.info("freed the workers of stopped trial %s", run_dir.name)
-    note.unlink(missing_ok=True)
+        log.info("freed the workers of %s trial %s", "stopped" if ended else "paused", run_dir.name)
+    if read_note(run_dir) == noted:  # a run started since has noted its own group: keep that note
+        (run_dir / NOTE_FILE).unlink(missing_ok=True)
 
 
 def alive(actor_id: str) -> bool:

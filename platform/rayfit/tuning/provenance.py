@@ -41,6 +41,7 @@ def mark(folder: Path) -> None:
 def check(folder: Path, state: Path, trusted: bool) -> None:
     """Refuse, in one line, to continue the Ray Tune state in `state` unless `folder`'s mark is
     this user's for this path, or the user trusts the folder (then it is marked for next time)."""
+    _key()  # an unusable key folder says so now, before Ray starts
     if not state.is_dir() or not any(state.iterdir()):
         return  # nothing of Ray's to read: the sweep starts afresh
     if trusted:
@@ -65,22 +66,30 @@ def _mac(folder: Path, ident: str) -> str:
 
 
 def _key() -> bytes:
-    """This user's secret, made on first use (readable by the user alone)."""
+    """This user's secret, made on first use in a folder only the user can read."""
     path = key_folder() / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # whole or not at all; another sweep's key, made meanwhile, wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
     try:
-        key = bytes.fromhex(path.read_text().strip())
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)  # whole or not at all; another sweep's key, made meanwhile, wins
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        info = path.stat()
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot make or read rayfit's sweep key ({exc.strerror or exc}); "
+                              "set RAYFIT_CONFIG_DIR to a folder of yours") from exc
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise CheckpointError(f"{path}: the sweep key must be yours and readable by you alone (chmod 600)")
+    try:
+        key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) != 32:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,11 @@ def build_scheduler(cfg: ExperimentConfig, sweep_dir: Path) -> TrialScheduler:
         if opts.grace_period > max_t:
             raise ConfigError(f"tune.scheduler: grace_period {opts.grace_period} is more than the "
                               f"{max_t} epochs a trial runs")
+        # bracket k's first rung is grace x rf^k: past the last one below max_t, a bracket stops nothing
+        useful = max(1, math.floor(math.log(max_t / opts.grace_period, opts.reduction_factor) + 1e-9))
+        if opts.brackets > useful:
+            raise ConfigError(f"tune.scheduler: brackets {opts.brackets} is more than the {useful} whose first "
+                              f"rung (grace_period x reduction_factor^k) comes before epoch {max_t}")
         return RungKeepingASHA(sweep_dir / STATE_FILE, max_t=max_t, grace_period=opts.grace_period,
                                reduction_factor=opts.reduction_factor, brackets=opts.brackets,
                                stop_last_trials=False, **epoch)

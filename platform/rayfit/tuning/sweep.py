@@ -106,7 +106,7 @@ def run_sweep(cfg: ExperimentConfig, trust_folder: bool = False) -> SweepResult:
     from rayfit.distributed.launch import connect
     from rayfit.tuning import outputs
     from rayfit.tuning.placement import FreeStoppedTrials
-    from rayfit.tuning.schedulers import build_scheduler, build_searcher
+    from rayfit.tuning.schedulers import STATE_FILE, build_scheduler, build_searcher
     from rayfit.tuning.space import param_space
     from rayfit.tuning.table import TrialTable
     from rayfit.tuning.trial import TrialSetup, run_trial
@@ -128,6 +128,7 @@ def run_sweep(cfg: ExperimentConfig, trust_folder: bool = False) -> SweepResult:
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=True)
     else:
         provenance.mark(folder)
+        (folder / STATE_FILE).unlink(missing_ok=True)  # rungs of an earlier start are not this sweep's
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(cfg),

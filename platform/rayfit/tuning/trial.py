@@ -59,11 +59,13 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     # with workers: they note their placement group, which the driver removes when Tune ends the trial
     notes = [NotePlacementGroup(run.path)] if cfg.scaling.resolved().distributed else []
     trainer = Trainer(cfg, progress=False, callbacks=notes)
-    trainer.register_event_callback(TuneReport(run, setup.share_checkpoints))
+    report = TuneReport(run, setup.share_checkpoints)
+    trainer.register_event_callback(report)
     try:
         trainer.fit()
-    except RunFinished:  # finished before the sweep's driver was killed: nothing left to do
-        return
+    except RunFinished:  # finished before the sweep's driver was killed: nothing left to train
+        pass
+    report.last_epoch_if_none()
 
 
 def child_run(cfg: ExperimentConfig, run_dir: Path, parent_run_id: str) -> str:
@@ -82,10 +84,12 @@ class TuneReport:
 
     def __init__(self, run: RunFolder, share: bool) -> None:
         self.run, self.share = run, share
+        self.reported = False
 
     def __call__(self, event: Event) -> None:
         if event["type"] != "epoch":
             return
+        self.reported = True
         metrics = {k: float(v) for k, v in event["metrics"].items()}
         name = event.get("checkpoint")
         match = NAME.fullmatch(name) if self.share and isinstance(name, str) else None
@@ -98,6 +102,20 @@ class TuneReport:
             (Path(folder) / DONOR_FILE).write_text(json.dumps(donor))
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(folder))
 
+    def last_epoch_if_none(self) -> None:
+        """Report the run's last epoch again when this start of the trial trained none. A Ray Train
+        run goes on while Tune pauses its trial (PBT), so it can reach its last epoch unseen; resumed,
+        it has nothing left to train, and synchronous PBT, still waiting for that epoch, would hold
+        the other trials paused for ever."""
+        history_file = self.run.path / "history.json"
+        if self.reported or not history_file.is_file():
+            return
+        history = json.loads(history_file.read_text())
+        if not history:
+            return
+        latest = CheckpointIndex(self.run.checkpoints).entries
+        name = latest[-1].file if latest and latest[-1].epoch == len(history) else None
+        self({"type": "epoch", "metrics": history[-1], "checkpoint": name})
 
     @staticmethod
     def _written(path: Path, timeout_s: float = 60.0) -> bool:
