@@ -232,6 +232,15 @@ class TrackingConfig(Section):
     )
 
 
+def worker_bundle(resources: dict[str, float] | None, use_gpu: bool) -> dict[str, float]:
+    """What one Ray Train worker asks Ray for: resources_per_worker (default 1 CPU), plus a GPU
+    when use_gpu and it names none."""
+    bundle = dict(resources or {"CPU": 1.0})
+    if use_gpu:
+        bundle.setdefault("GPU", 1.0)
+    return bundle
+
+
 class ScalingConfig(Section):
     """Where the loop runs: 0 workers trains in this process; 1 or more run it in Ray Train
     workers (a (min, max) pair makes the group elastic)."""
@@ -272,10 +281,7 @@ class ScalingConfig(Section):
             return None  # {} is the default: 1 CPU a worker
         if not all(math.isfinite(amount) and amount >= 0 for amount in value.values()):
             raise ValueError("expected amounts of 0 or more")
-        asked = dict(value)
-        if info.data.get("use_gpu"):
-            asked.setdefault("GPU", 1.0)  # as launch.worker_resources does
-        if not any(asked.values()):
+        if not any(worker_bundle(value, bool(info.data.get("use_gpu"))).values()):
             # Ray cannot place a worker that asks for nothing (its placement group refuses the bundle)
             raise ValueError("expected at least one resource above 0, for example {CPU: 0.5}")
         return value

@@ -67,6 +67,11 @@ class RunFolder:
             raise CheckpointError(f"{self.config_file}: missing; the run folder is incomplete")
         return localized(read_mapping(self.config_file), self.path)
 
+    def history(self) -> list[dict[str, Any]]:
+        """The per-epoch rows history.json holds ([] before the first epoch)."""
+        history_file = self.path / "history.json"
+        return json.loads(history_file.read_text()) if history_file.is_file() else []
+
     def has_checkpoint(self) -> bool:
         return bool(CheckpointIndex(self.checkpoints).entries)
 

@@ -283,8 +283,7 @@ class Session:
 def result_from_folder(run: RunFolder) -> FitResult:
     """A FitResult read back from what rank 0 wrote (the driver's view of a Ray Train run)."""
     status = run.status()
-    history_file = run.path / "history.json"
-    history: list[dict[str, Any]] = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history = run.history()
     if status.get("status") == "failed":
         raise TrainingFailed(status.get("stop_reason"))
     return FitResult(

@@ -46,10 +46,8 @@ def unpack(loaded: Any) -> Any:
     if loaded[MARKER] != VERSION:
         raise ValueError(f"packed tensors of version {loaded[MARKER]!r}; this rayfit reads version {VERSION}")
     try:
-        layout, blobs, tree = json.loads(loaded["layout"]), loaded["blobs"], loaded["tree"]
-        _check_split(layout, blobs)
-        placed = {_key(path): blobs[group][offset : offset + _numel(shape)].reshape(shape).clone()
-                  for path, group, offset, shape in layout}
+        placed = _split(json.loads(loaded["layout"]), loaded["blobs"])
+        tree = loaded["tree"]
     except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise ValueError(f"a packed-tensor layout that does not fit its tensors ({exc!r})") from exc
     rebuilt = _with_tensors(tree, (), placed)
@@ -58,13 +56,14 @@ def unpack(loaded: Any) -> Any:
     return rebuilt
 
 
-def _check_split(layout: list[Any], blobs: dict[str, Any]) -> None:
-    """Each packed tensor a plain 1-D tensor, cut by the layout into pieces that follow one another
-    from its start to its end, each path once."""
+def _split(layout: list[Any], blobs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Each path's tensor, a copy of its piece of its packed tensor. Each packed tensor must be a
+    plain 1-D tensor cut by the layout into pieces that follow one another from its start to its
+    end, each path once; all is checked before anything is copied."""
     if not isinstance(layout, list) or not isinstance(blobs, dict):
         raise ValueError("the packed-tensor layout is not a list")
     ends = dict.fromkeys(blobs, 0)
-    paths = set()
+    pieces = {}
     for path, group, offset, shape in layout:
         blob = blobs[group]
         if not (isinstance(blob, torch.Tensor) and blob.dim() == 1 and blob.is_contiguous()):
@@ -74,12 +73,14 @@ def _check_split(layout: list[Any], blobs: dict[str, Any]) -> None:
         ends[group] = offset + _numel(shape)
         if ends[group] > blob.numel():
             raise ValueError(f"tensor {path} lies outside its place in the packed {group} tensor")
-        paths.add(_key(path))
-    if len(paths) != len(layout):
+        pieces[_key(path)] = (blob, offset, shape)
+    if len(pieces) != len(layout):
         raise ValueError("the packed-tensor layout names a place twice")
     for group, end in ends.items():
         if end != blobs[group].numel():
             raise ValueError(f"the packed {group} tensor holds more than its layout says")
+    return {key: blob[offset : offset + math.prod(shape)].reshape(shape).clone()
+            for key, (blob, offset, shape) in pieces.items()}
 
 
 def _without_tensors(obj: Any, path: list[Any], found: list[tuple[list[Any], torch.Tensor]]) -> Any:

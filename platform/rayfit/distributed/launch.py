@@ -16,7 +16,7 @@ import ray.train
 from rayfit import logs
 from rayfit.backends.registry import BACKENDS
 from rayfit.callbacks.signals import signals_pause
-from rayfit.config import ExperimentConfig, ScalingConfig
+from rayfit.config import ExperimentConfig, ScalingConfig, worker_bundle
 from rayfit.control import RunControl
 from rayfit.data.ray_feed import split_datasets
 from rayfit.data.streaming import StreamedData
@@ -92,10 +92,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def worker_resources(scaling: ScalingConfig) -> dict[str, float]:
-    resources = dict(scaling.resources_per_worker or {"CPU": 1.0})
-    if scaling.use_gpu:
-        resources.setdefault("GPU", 1.0)
-    return resources
+    return worker_bundle(scaling.resources_per_worker, scaling.use_gpu)
 
 
 def check_resources(scaling: ScalingConfig, streaming: bool = False) -> None:

@@ -3,7 +3,6 @@ trial), a PNG of every trial's curve and a parallel-coordinates PNG; all logged 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,7 @@ class TrialOutcome:
 def read_trial(run: RunFolder, params: dict[str, Any], error: BaseException | None, stopper: str) -> TrialOutcome:
     """A trial from its folder; a trial Tune stopped is still marked running in run.json."""
     status = run.status() if run.exists() else {"status": "not started"}
-    history_file = run.path / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history = run.history()
     state = str(status.get("status"))
     if error is not None:
         reason = f"error: {first_line(error)}"

@@ -1,8 +1,8 @@
 """Freeing a stopped or paused trial's Ray Train workers. Tune ends a trial it stops or pauses by
 ending the trial's process; the placement group of the Ray Train run that process started can
-outlive it and hold its CPUs, so later trials wait forever (ray-project/ray#54305; Ray 2.60's own cleaner needs the
-dashboard's state API). The workers note their group and their Train controller in the trial's run
-folder; the sweep's driver removes the group once that controller is gone."""
+outlive it and hold its CPUs, so later trials wait forever (ray-project/ray#54305; Ray 2.60's own
+cleaner needs the dashboard's state API). The workers note their group and their Train controller
+in the trial's run folder; the sweep's driver removes the group once that controller is gone."""
 
 from __future__ import annotations
 

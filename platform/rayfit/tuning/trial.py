@@ -107,10 +107,7 @@ class TuneReport:
         run goes on while Tune pauses its trial (PBT), so it can reach its last epoch unseen; resumed,
         it has nothing left to train, and synchronous PBT, still waiting for that epoch, would hold
         the other trials paused for ever."""
-        history_file = self.run.path / "history.json"
-        if self.reported or not history_file.is_file():
-            return
-        history = json.loads(history_file.read_text())
+        history = [] if self.reported else self.run.history()
         if not history:
             return
         latest = CheckpointIndex(self.run.checkpoints).entries
