@@ -66,6 +66,22 @@ def test_a_nested_trial_holds_a_cpu_for_its_driver_and_one_that_cannot_fit_is_re
         plan(load_sweep(big), cpus=2)
 
 
+@pytest.mark.parametrize("scheduler, scaling, reused", [
+    ("asha", {"num_workers": 0}, True),
+    ("median_stopping", {"num_workers": 0}, True),
+    ("pbt", {"num_workers": 0}, False),  # a paused trial may resume in another process
+    ("hyperband", {"num_workers": 0}, False),
+    ("asha", {"num_workers": 2, "resources_per_worker": {"CPU": 0.5}}, False),  # its Ray Train run would go on
+])
+def test_only_in_process_trials_that_are_never_paused_reuse_a_process(workdir, scheduler, scaling, reused):
+    from rayfit.tuning.sweep import reuses_processes
+
+    options = {"pbt": {"mutations": {"optimizer.lr": {"uniform": [1e-4, 1e-2]}}}}.get(scheduler, {})
+    path = sweep_file(workdir, "reuse", {"search_space": LR_GRID, "scheduler": {"name": scheduler, **options}},
+                      scaling=scaling)
+    assert reuses_processes(load_sweep(path)) is reused
+
+
 @pytest.mark.parametrize("tune, message", [
     ({"search_space": {"optimizer.lrr": {"uniform": [0.1, 1]}}}, "tune.search_space.optimizer.lrr: unknown config path"),
     ({"search_space": {"model.hidden_units": {"choice": []}}}, "choice: expected a non-empty list"),
@@ -150,6 +166,10 @@ def test_asha_stops_trials_early_and_mlflow_nests_them_under_the_sweep(asha_swee
     assert parent.data.tags["rayfit.best_trial"] == best["trial"]
     assert parent.data.metrics["best_val_accuracy"] == best["best_val_accuracy"]
     assert parent.data.tags["rayfit.best_trial_run_id"] == kids[best["trial"]].info.run_id
+    # the trials ran one after another in one process: a trial ASHA stopped handed it on (Tune's pid)
+    results = [json.loads(line) for trial in table["trial"]
+               for line in (asha_sweep / "runs/asha/tune" / trial / "result.json").read_text().splitlines()]
+    assert len({r["pid"] for r in results}) == 1
     assert (asha_sweep / "runs/asha/plots/curves.png").stat().st_size > 0
     assert (asha_sweep / "runs/asha/plots/parallel.png").stat().st_size > 0
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{asha_sweep}/mlflow.db").list_artifacts(parent.info.run_id, "sweep")}

@@ -4,10 +4,12 @@ them (and everything else of the MLflow run) while the loop goes on."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rayfit.config import ExperimentConfig
+from rayfit.errors import first_line
 from rayfit.loop import Callback, EpochLoop
 from rayfit.tracking_process import TrackingProcess
 
@@ -86,7 +88,9 @@ class MlflowTracking(Callback):
         try:
             self.recorder.end(status)
         except Exception as error:
-            log.warning("MLflow: the run was not closed: %s", error)
+            if not threading.main_thread().is_alive():
+                return  # the process is exiting and took its tracking process along (Ray ends a trial's so)
+            log.warning("MLflow: the run was not closed: %s", first_line(error))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """End the tracking process (a second time does nothing), once the epochs handed over were

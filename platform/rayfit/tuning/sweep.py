@@ -84,6 +84,16 @@ def plan(cfg: ExperimentConfig, cpus: float | None = None) -> Plan:
     return Plan(trials, max(1, min(wanted, trials)), need, cpus, trials * cfg.trainer.epochs)
 
 
+def reuses_processes(cfg: ExperimentConfig) -> bool:
+    """Whether a trial's process takes the next trial (Tune's reuse_actors, off by default): a new
+    process costs a trial seconds of imports (torch, scikit-learn). Only for trials that train in
+    their process under a scheduler that stops trials and never pauses them: Tune keeps a stopped
+    trial's process, its loop waiting in `ray.tune.report`, until it hands it on; a Ray Train run
+    would go on meanwhile, and a paused trial resumed elsewhere would find its run still locked."""
+    assert cfg.tune is not None
+    return not cfg.scaling.distributed and cfg.tune.scheduler_name() not in ("pbt", "hyperband")
+
+
 @dataclass
 class SweepResult:
     folder: Path
@@ -137,6 +147,7 @@ def run_sweep(cfg: ExperimentConfig, trust_folder: bool = False) -> SweepResult:
                 scheduler=build_scheduler(cfg, folder), search_alg=build_searcher(cfg, the_plan.concurrency),
                 time_budget_s=cfg.tune.time_budget_s,
                 trial_dirname_creator=trial_dirname,
+                reuse_actors=reuses_processes(cfg),
             ),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(folder), verbose=0,

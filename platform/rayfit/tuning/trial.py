@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from rayfit.callbacks.checkpoint import NAME, CheckpointIndex, Entry
 from rayfit.callbacks.mlflow_tracking import open_mlflow_run, tracking_uri
 from rayfit.config import ExperimentConfig
+from rayfit.control import RunControl
 from rayfit.errors import CheckpointError
 from rayfit.events import Event
 from rayfit.run_folder import RunFinished, RunFolder
@@ -29,6 +31,9 @@ DONOR_FILE = "donor.json"  # in a Tune checkpoint: which trial's rayfit checkpoi
 CLONES_FILE = "clones.json"  # in a trial's run folder: the donors it was cloned from (PBT)
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "rayfit.sweep"
+# How long Tune waits for a stopped trial's thread before it hands the process to the next trial
+# (Ray's default is 2 s; the paused run closes its MLflow run first).
+THREAD_TIMEOUT_S = "120"
 
 
 @dataclass
@@ -47,6 +52,8 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     Tune hands one, open its MLflow child run, train (resuming its folder if it has one)."""
     from rayfit.trainer import Trainer
 
+    # read by Tune in this process when it reuses it for the next trial (reuse_actors)
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", THREAD_TIMEOUT_S)
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = trial_config(setup.base, params, trial_id, setup.trials_dir)
     run = RunFolder.for_config(cfg)
@@ -59,13 +66,17 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     # with workers: they note their placement group, which the driver removes when Tune ends the trial
     notes = [NotePlacementGroup(run.path)] if cfg.scaling.resolved().distributed else []
     trainer = Trainer(cfg, progress=False, callbacks=notes)
-    report = TuneReport(run, setup.share_checkpoints)
+    trainer.control.clear()  # a pause TuneReport asked when Tune ended an earlier start is not for this one
+    report = TuneReport(run, setup.share_checkpoints, trainer.control)
     trainer.register_event_callback(report)
     try:
         trainer.fit()
     except RunFinished:  # finished before the sweep's driver was killed: nothing left to train
         pass
-    report.last_epoch_if_none()
+    report.last_epoch_if_none()  # Tune may end the trial at this report too
+    if report.ended is not None:
+        trainer.control.clear()  # the run may have finished before it saw the pause
+        raise report.ended  # Tune's end of the trial, now that the run has stopped
 
 
 def child_run(cfg: ExperimentConfig, run_dir: Path, parent_run_id: str) -> str:
@@ -80,27 +91,41 @@ def child_run(cfg: ExperimentConfig, run_dir: Path, parent_run_id: str) -> str:
 
 class TuneReport:
     """An event sink: each epoch's metrics to `ray.tune.report` (`epoch` is the schedulers'
-    time). With `share`, the epoch's rayfit checkpoint goes along as a Tune checkpoint (PBT)."""
+    time). With `share`, the epoch's rayfit checkpoint goes along as a Tune checkpoint (PBT).
+    When Tune ends the trial (a scheduler stops it, PBT pauses it) the run is paused through
+    `control`: it ends as a paused run (checkpoint, MLflow run and lock closed, Ray Train workers
+    freed), and a process Tune reuses is free for the next trial."""
 
-    def __init__(self, run: RunFolder, share: bool) -> None:
-        self.run, self.share = run, share
+    def __init__(self, run: RunFolder, share: bool, control: RunControl) -> None:
+        self.run, self.share, self.control = run, share, control
         self.reported = False
+        self.ended: SystemExit | None = None
 
     def __call__(self, event: Event) -> None:
-        if event["type"] != "epoch":
+        if event["type"] != "epoch" or self.ended is not None:
             return
         self.reported = True
         metrics = {k: float(v) for k, v in event["metrics"].items()}
         name = event.get("checkpoint")
         match = NAME.fullmatch(name) if self.share and isinstance(name, str) else None
         if match is None or not self._written(self.run.checkpoints / name):
-            ray.tune.report(metrics)
+            self._report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:  # Tune copies it into the sweep's storage
             shutil.copy2(self.run.checkpoints / name, Path(folder) / name)
             donor = {"trial": self.run.path.name, "file": name, "epoch": int(match[1]), "step": int(match[2])}
             (Path(folder) / DONOR_FILE).write_text(json.dumps(donor))
-            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(folder))
+            self._report(metrics, ray.tune.Checkpoint.from_directory(folder))
+
+    def _report(self, metrics: dict[str, float], checkpoint: ray.tune.Checkpoint | None = None) -> None:
+        try:
+            ray.tune.report(metrics, checkpoint=checkpoint)
+        except SystemExit as exc:
+            # Tune's way to end a trial: `report` exits the thread that calls it: the loop's, or with
+            # workers the event follower's, while their Ray Train run would go on. A pause ends either
+            # in order; run_trial raises this again once the run has stopped.
+            self.ended = exc
+            self.control.request("pause", "ended by the sweep")
 
     def last_epoch_if_none(self) -> None:
         """Report the run's last epoch again when this start of the trial trained none. A Ray Train
