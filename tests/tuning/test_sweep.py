@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import checkpoint_arrays, deep_merge, read_checkpoint, write_experiment
 from rayfit.cli import main
 from rayfit.config import load_experiment
+from rayfit.run_folder import RunFolder
 from rayfit.tuning.sweep import load_sweep, plan
 
 LR_GRID = {"optimizer.lr": {"grid": [0.01, 1e-5, 1e-5]}}  # one good trial, then two ASHA stops at epoch 1
@@ -231,6 +232,26 @@ def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch, s
         if scaling["num_workers"]:  # a worker group started from the donor's epoch
             attempts = json.loads((trial / "run.json").read_text())["attempts"]
             assert clone["epoch"] in [a["epoch"] for a in attempts[1:]], attempts
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_trains_the_configs_it_samples(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-1]}, "model.dropout": {"uniform": [0.0, 0.3]},
+             "model.hidden_units": {"choice": [[32], [64, 32]]}, "trainer.seed": {"randint": [0, 100]}}
+    path = sweep_file(tmp_path, "optuna", {"search_space": space, "num_samples": 4,
+                                           "searcher": {"name": "optuna", "seed": 0}}, trainer={"epochs": 1})
+    assert main(["tune", str(path)]) == 0
+    table = pd.read_csv(tmp_path / "runs/optuna/trials.csv")
+    assert len(table) == 4 and table["best_val_accuracy"].notna().all()
+    assert table["config.optimizer.lr"].between(1.0e-3, 1.0e-1).all() and table["config.optimizer.lr"].nunique() == 4
+    assert table["config.model.dropout"].between(0.0, 0.3).all()
+    for _, row in table.iterrows():  # each trial trained the config optuna gave it
+        trained = RunFolder(tmp_path / "runs/optuna/trials" / row["trial"]).saved_config()
+        assert trained["optimizer"]["lr"] == row["config.optimizer.lr"]
+        assert trained["model"]["hidden_units"] in ([32], [64, 32])
+        assert str(trained["model"]["hidden_units"]) == row["config.model.hidden_units"]
+        assert 0 <= trained["trainer"]["seed"] < 100
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -146,4 +147,7 @@ def build_searcher(cfg: ExperimentConfig, concurrency: int) -> SearchAlgorithm |
         raise ConfigError("tune.searcher: optuna is not installed; pip install optuna, or use random or grid") from None
     if any("grid" in spec for spec in cfg.tune.search_space.values()):
         raise ConfigError("tune.searcher: optuna samples every entry itself; use choice instead of grid")
+    # Optuna warns that a choice of lists (model.hidden_units) cannot go to a persistent study's
+    # storage; Tune's study is in memory, where such choices work.
+    warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be", category=UserWarning)
     return ConcurrencyLimiter(OptunaSearch(seed=searcher.seed), max_concurrent=concurrency)
