@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import yaml
 from rayfit import Trainer
 from rayfit.cli import EXIT_BAD_INPUT, main
 from rayfit.config import load_experiment
+from rayfit.errors import CheckpointError
 from rayfit.paths import resolve_paths
 from rayfit.run_folder import RunFolder
 from tests.conftest import write_experiment
@@ -65,6 +67,29 @@ def test_a_second_run_of_a_running_name_is_refused(workdir: Path, capsys: pytest
         assert len(err) == 1 and err[0].startswith("error: run 'tiny' is being trained by another process"), err
         assert [p.name for p in (workdir / "runs").iterdir()] == ["tiny.lock"]
     assert not (workdir / "runs").exists()  # the lock, and the folder made for it, are gone
+
+
+def test_a_lock_can_be_waited_for(workdir: Path) -> None:
+    run = RunFolder(workdir / "runs" / "tiny")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with run.lock():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        with pytest.raises(CheckpointError, match="is being trained by another process"), run.lock(wait_s=0.3):
+            pass
+        threading.Timer(0.3, release.set).start()
+        with run.lock(wait_s=10):
+            assert release.is_set()  # it waited for the holder to let go, then took the lock
+    finally:
+        release.set()
+        holder.join()
 
 
 HOLD_LOCK = """

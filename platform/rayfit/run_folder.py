@@ -162,12 +162,13 @@ class RunFolder:
         self.update(self.status() | {"status": "finished", "finished": time.time()} | fields)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, wait_s: float = 0.0) -> Iterator[None]:
         """Hold `NAME.lock` beside the run folder while a run trains: a second process training the
-        same run is refused at once, and the OS releases the lock when this process ends or dies.
-        The file (and a storage folder made for it) is removed on release: a refusal leaves nothing."""
+        same run is refused (after `wait_s`), and the OS releases the lock when this process ends or
+        dies. The file (and a storage folder made for it) is removed on release: a refusal leaves nothing."""
         made_storage = not self.path.parent.exists()
         lock_path = self.path.with_name(self.path.name + ".lock")
+        deadline = time.monotonic() + wait_s
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +182,9 @@ class RunFolder:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
                 raise CheckpointError(
                     f"run {self.path.name!r} is being trained by another process ({lock_path} is locked); "
                     "wait for it to end, or choose another run name (--set name=...)"

@@ -27,6 +27,13 @@ def test_an_unknown_config_path_is_refused(path, message):
     assert message in str(caught.value)
 
 
+def test_a_trial_s_scaling_is_not_sampled():
+    with pytest.raises(ConfigError, match=r"tune.search_space.scaling.num_workers: a trial's scaling cannot be sampled"):
+        check_sweep(sweep(search_space={"scaling.num_workers": {"choice": [0, 2]}}))
+    with pytest.raises(ConfigError, match=r"tune.scheduler.mutations.scaling.use_gpu: a trial's scaling"):
+        check_sweep(sweep(scheduler={"name": "pbt", "mutations": {"scaling.use_gpu": {"choice": [False, True]}}}))
+
+
 def test_a_dict_field_takes_any_key_and_values_are_checked_by_the_field():
     check_sweep(sweep(search_space={"model.kwargs.width": {"choice": [1, 2]}}))
     with pytest.raises(ConfigError, match=r"tune.search_space.model.dropout: the value 1.5 is refused \(model.dropout"):

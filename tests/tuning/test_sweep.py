@@ -69,7 +69,8 @@ def test_a_nested_trial_holds_a_cpu_for_its_driver_and_one_that_cannot_fit_is_re
 
 @pytest.mark.parametrize("scheduler, scaling, reused", [
     ("asha", {"num_workers": 0}, True),
-    ("median_stopping", {"num_workers": 0}, True),
+    ("fifo", {"num_workers": 0}, True),
+    ("median_stopping", {"num_workers": 0}, False),  # it pauses trials that lack peers at their epoch
     ("pbt", {"num_workers": 0}, False),  # a paused trial may resume in another process
     ("hyperband", {"num_workers": 0}, False),
     ("asha", {"num_workers": 2, "resources_per_worker": {"CPU": 0.5}}, False),  # its Ray Train run would go on

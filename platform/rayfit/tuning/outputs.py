@@ -3,6 +3,7 @@ trial), a PNG of every trial's curve and a parallel-coordinates PNG; all logged 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from rayfit.config import ExperimentConfig  # noqa: E402
-from rayfit.errors import first_line  # noqa: E402
+from rayfit.errors import CheckpointError, first_line  # noqa: E402
 from rayfit.run_folder import RunFolder, write_atomic  # noqa: E402
 
 
@@ -40,7 +41,11 @@ class TrialOutcome:
 
 
 def read_trial(run: RunFolder, params: dict[str, Any], error: BaseException | None, stopper: str) -> TrialOutcome:
-    """A trial from its folder; a trial Tune stopped is still marked running in run.json."""
+    """A trial from its folder, once no process trains it (a trial Tune stopped may still be pausing
+    its run; after a minute it is read as it is); a trial Tune stopped is marked running or paused."""
+    if run.exists():
+        with suppress(CheckpointError), run.lock(wait_s=60.0):
+            pass
     status = run.status() if run.exists() else {"status": "not started"}
     history = run.history()
     state = str(status.get("status"))
@@ -54,8 +59,8 @@ def read_trial(run: RunFolder, params: dict[str, Any], error: BaseException | No
 
 
 def end_stopped(outcomes: list[TrialOutcome], uri: str | None) -> None:
-    """Tune ends a trial it stops by ending its process: mark its folder stopped (it can still be
-    resumed) and end its MLflow run."""
+    """Tune ends a trial it stops by ending its process, or the trial pauses its run: mark its
+    folder stopped (it can still be resumed) and end its MLflow run."""
     for outcome in outcomes:
         if outcome.status not in ("running", "paused") or outcome.stop_reason.startswith("error"):
             continue

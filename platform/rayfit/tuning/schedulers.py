@@ -125,6 +125,8 @@ def build_scheduler(cfg: ExperimentConfig, sweep_dir: Path) -> TrialScheduler:
         return MedianStoppingRule(grace_period=opts.grace_period, min_samples_required=opts.min_samples_required,
                                   **epoch)
     if isinstance(opts, PbtOptions):
+        # Tune suggests reuse_actors for PBT; rayfit leaves it off on purpose (sweep.reuses_processes)
+        warnings.filterwarnings("ignore", message="Consider boosting PBT performance", category=UserWarning)
         mutations = {path: tune_domain(spec) for path, spec in opts.mutations.items()}
         return PopulationBasedTraining(
             perturbation_interval=opts.perturbation_interval, hyperparam_mutations=mutations,

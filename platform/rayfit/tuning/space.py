@@ -113,6 +113,9 @@ def check_sweep(cfg: ExperimentConfig, task: str | None = None) -> None:
     for label, space in spaces:
         for path, spec in space.items():
             check_path(path)
+            if path.split(".")[0] == "scaling":
+                raise ConfigError(f"tune.{label}.{path}: a trial's scaling cannot be sampled (the CPUs a trial "
+                                  "holds and the sweep's concurrency come from scaling: before it starts); set it there")
             for value in candidates(spec):
                 try:
                     trial_config(base, {path: value}, cfg.name, cfg.tracking.storage)

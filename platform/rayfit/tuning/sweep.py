@@ -87,11 +87,12 @@ def plan(cfg: ExperimentConfig, cpus: float | None = None) -> Plan:
 def reuses_processes(cfg: ExperimentConfig) -> bool:
     """Whether a trial's process takes the next trial (Tune's reuse_actors, off by default): a new
     process costs a trial seconds of imports (torch, scikit-learn). Only for trials that train in
-    their process under a scheduler that stops trials and never pauses them: Tune keeps a stopped
-    trial's process, its loop waiting in `ray.tune.report`, until it hands it on; a Ray Train run
-    would go on meanwhile, and a paused trial resumed elsewhere would find its run still locked."""
+    their process under a scheduler that stops trials and never pauses them (PBT, HyperBand and the
+    median rule pause): Tune keeps a stopped trial's process, its loop waiting in `ray.tune.report`,
+    until it hands it on; a Ray Train run would go on meanwhile, and a paused trial resumed
+    elsewhere would find its run still locked."""
     assert cfg.tune is not None
-    return not cfg.scaling.distributed and cfg.tune.scheduler_name() not in ("pbt", "hyperband")
+    return not cfg.scaling.distributed and cfg.tune.scheduler_name() in ("fifo", "asha")
 
 
 @dataclass

@@ -34,6 +34,7 @@ SWEEP_TAG = "rayfit.sweep"
 # How long Tune waits for a stopped trial's thread before it hands the process to the next trial
 # (Ray's default is 2 s; the paused run closes its MLflow run first).
 THREAD_TIMEOUT_S = "120"
+ENDED = "ended by the sweep"  # the reason of the pause TuneReport asks when Tune ends a trial
 
 
 @dataclass
@@ -66,8 +67,9 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     # with workers: they note their placement group, which the driver removes when Tune ends the trial
     notes = [NotePlacementGroup(run.path)] if cfg.scaling.resolved().distributed else []
     trainer = Trainer(cfg, progress=False, callbacks=notes)
-    trainer.control.clear()  # a pause TuneReport asked when Tune ended an earlier start is not for this one
-    report = TuneReport(run, setup.share_checkpoints, trainer.control)
+    if trainer.control.pending() == ("pause", ENDED):  # asked of an earlier start's workers, not this start's
+        trainer.control.clear()
+    report = TuneReport(run, setup.share_checkpoints, trainer.control, workers=bool(notes))
     trainer.register_event_callback(report)
     try:
         trainer.fit()
@@ -96,8 +98,8 @@ class TuneReport:
     `control`: it ends as a paused run (checkpoint, MLflow run and lock closed, Ray Train workers
     freed), and a process Tune reuses is free for the next trial."""
 
-    def __init__(self, run: RunFolder, share: bool, control: RunControl) -> None:
-        self.run, self.share, self.control = run, share, control
+    def __init__(self, run: RunFolder, share: bool, control: RunControl, workers: bool) -> None:
+        self.run, self.share, self.control, self.workers = run, share, control, workers
         self.reported = False
         self.ended: SystemExit | None = None
 
@@ -125,7 +127,7 @@ class TuneReport:
             # workers the event follower's, while their Ray Train run would go on. A pause ends either
             # in order; run_trial raises this again once the run has stopped.
             self.ended = exc
-            self.control.request("pause", "ended by the sweep")
+            self.control.request("pause", ENDED, persist=self.workers)  # workers read it from the run folder
 
     def last_epoch_if_none(self) -> None:
         """Report the run's last epoch again when this start of the trial trained none. A Ray Train
