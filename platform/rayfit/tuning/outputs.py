@@ -43,10 +43,11 @@ class TrialOutcome:
 def read_trial(run: RunFolder, params: dict[str, Any], error: BaseException | None, stopper: str) -> TrialOutcome:
     """A trial from its folder, once no process trains it (a trial Tune stopped may still be pausing
     its run; after a minute it is read as it is); a trial Tune stopped is marked running or paused."""
+    status = {"status": "not started"}
     if run.exists():
         with suppress(CheckpointError), run.lock(wait_s=60.0):
             pass
-    status = run.status() if run.exists() else {"status": "not started"}
+        status = run.status()
     history = run.history()
     state = str(status.get("status"))
     if error is not None:

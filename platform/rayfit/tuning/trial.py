@@ -64,12 +64,13 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             adopt(Path(folder), run, cfg)
     if cfg.tracking.enabled and setup.parent_run_id:
         child_run(cfg, run.path, setup.parent_run_id)
+    workers = cfg.scaling.resolved().distributed
     # with workers: they note their placement group, which the driver removes when Tune ends the trial
-    notes = [NotePlacementGroup(run.path)] if cfg.scaling.resolved().distributed else []
+    notes = [NotePlacementGroup(run.path)] if workers else []
     trainer = Trainer(cfg, progress=False, callbacks=notes)
     if trainer.control.pending() == ("pause", ENDED):  # asked of an earlier start's workers, not this start's
         trainer.control.clear()
-    report = TuneReport(run, setup.share_checkpoints, trainer.control, workers=bool(notes))
+    report = TuneReport(run, setup.share_checkpoints, trainer.control, workers)
     trainer.register_event_callback(report)
     try:
         trainer.fit()
