@@ -9,9 +9,10 @@ time, each costing `--fixed` seconds before its first epoch and its recorded epo
 What a trial would have reported at each epoch is what it did report under FIFO, so the replay
 shows what the schedule decides, without the run-to-run noise of training again. For each seed:
 FIFO's best trial (its best epoch and the mean of its last 5), its rank among the trials at epochs
-1, 3 and 9, and per variant the best validation accuracy kept and the share of FIFO's epochs spent.
+1, 3 and 9, and per variant the best validation accuracy kept and the share of FIFO's epochs spent;
+a last row has the means over the sweeps.
 
-    .venv/bin/python experiments/benchmarks/asha_vs_fifo.py --keep /tmp/asha --seeds 0 1 2
+    .venv/bin/python experiments/benchmarks/asha_vs_fifo.py --keep /tmp/asha
     .venv/bin/python experiments/benchmarks/asha_replay.py /tmp/asha/runs/fifo-s*
 """
 
@@ -81,11 +82,13 @@ def rank_at(curves: list[list[dict[str, Any]]], trial: int, epoch: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", type=Path, nargs="+", help="FIFO sweep folders (runs/fifo-sN)")
-    parser.add_argument("--fixed", type=float, default=10.0, help="seconds a trial costs before its first epoch")
+    parser.add_argument("--fixed", type=float, default=0.7,
+                        help="seconds a trial costs before its first epoch (asha_vs_fifo.py's fixed cost per trial)")
     args = parser.parse_args()
     print("| sweep | FIFO best (trial, mean of last 5) | its rank at epochs 1, 3, 9 | "
           + " | ".join(VARIANTS) + " |")
     print("|---" * (3 + len(VARIANTS)) + "|")
+    totals: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}  # (gap, share) per sweep
     for folder in args.sweeps:
         curves = [json.loads((d / "history.json").read_text()) for d in sorted((folder / "trials").iterdir())]
         total = sum(len(c) for c in curves)
@@ -93,14 +96,19 @@ def main() -> None:
         top = max(range(len(curves)), key=lambda i: best_of[i])
         last5 = statistics.mean(r["val_accuracy"] for r in curves[top][-5:])
         cells = []
-        for metric, mode, grace, brackets in VARIANTS.values():
+        for name, (metric, mode, grace, brackets) in VARIANTS.items():
             runs = [replay(curves, metric, mode, grace, brackets, args.fixed, draw)
                     for draw in range(DRAWS if brackets > 1 else 1)]
             gap = statistics.mean(100 * (best - best_of[top]) for best, _ in runs)
-            cells.append(f"{gap:+.2f} pt, {statistics.mean(spent for _, spent in runs) / total:.0%}")
+            share = statistics.mean(spent for _, spent in runs) / total
+            totals[name].append((gap, share))
+            cells.append(f"{gap:+.2f} pt, {share:.0%}")
         ranks = ", ".join(str(rank_at(curves, top, e)) for e in (1, 3, 9))
         print(f"| {folder.name} | {best_of[top]:.4f} ({top}, {last5:.4f}) | {ranks} of {len(curves)} | "
               + " | ".join(cells) + " |")
+    means = (f"{statistics.mean(gap for gap, _ in sweeps):+.2f} pt, {statistics.mean(share for _, share in sweeps):.0%}"
+             for sweeps in totals.values())
+    print(f"| mean of {len(args.sweeps)} | | | " + " | ".join(means) + " |")
 
 
 if __name__ == "__main__":
