@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rayfit.errors import ClusterLost, RayfitError
+from rayfit.interrupts import from_ctrl_c, keep_dropped_ctrl_c
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
+    keep_dropped_ctrl_c()
     try:
         return COMMANDS[args.command](args)
     except RayfitError as exc:
@@ -235,13 +237,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(EXIT_FAILED)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        if args.debug:
+    except BaseException as exc:
+        if args.debug or not from_ctrl_c(exc):
             raise
-        # Another Ctrl-C while threads and atexit hooks wind down ends the process at once, quietly.
-        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted()
+
+
+def interrupted() -> int:
+    """Say `interrupted` and give the shell's code for Ctrl-C."""
+    # Another Ctrl-C while threads and atexit hooks wind down ends the process at once, quietly.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -51,7 +51,9 @@ def test_epochs_reach_the_store_in_order_and_one_not_taken_stops_the_run_or_warn
             end_epoch(tracking, loop, 0.5)  # the next epoch's end stops the run, as a waiting loop would have
 
         end_epoch(tracking, loop, threading.Lock())
-        tracking._end("KILLED")  # a pause: a warning, and the MLflow run is closed all the same
+        ctrl_c = ImportError("initialization failed")  # Ctrl-C in a compiled import, as pybind11 raises it
+        ctrl_c.__cause__ = KeyboardInterrupt()
+        tracking.on_exception(loop, ctrl_c)  # a warning, and the MLflow run is closed all the same, as KILLED
         assert "an epoch's metrics were not recorded" in caplog.text
         assert store.get_run(tracking.run_id).info.status == "KILLED"
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rayfit.config import ExperimentConfig
 from rayfit.errors import first_line
+from rayfit.interrupts import from_ctrl_c
 from rayfit.loop import Callback, EpochLoop
 from rayfit.tracking_process import TrackingProcess
 
@@ -77,7 +78,7 @@ class MlflowTracking(Callback):
             self._end("FAILED" if state.failed else "KILLED")
 
     def on_exception(self, loop: EpochLoop, exc: BaseException) -> None:
-        self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        self._end("KILLED" if from_ctrl_c(exc) else "FAILED")
 
     def _end(self, status: str) -> None:
         """Close the MLflow run of a run that stops otherwise than finished. MLflow's errors are
