@@ -16,7 +16,7 @@ import subprocess
 import time
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -565,9 +565,21 @@ def test_command_shows_no_traceback_unless_debug(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
 
 
+@pytest.fixture
+def ctrl_c_handlers() -> Iterator[None]:
+    """Put back what `main` changes for Ctrl-C: its SIGINT handler (a second Ctrl-C exits the
+    process) and its unraisable hook; meanwhile Ctrl-C raises KeyboardInterrupt, even when pytest
+    runs as a background job, which ignores SIGINT."""
+    handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = hook
+
+
 @pytest.mark.parametrize("debug", [False, True])
 def test_ctrl_c_inside_a_compiled_import_is_an_interrupt(
-    debug: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    debug: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ctrl_c_handlers: None
 ) -> None:
     """pybind11 turns a Ctrl-C during a compiled module's import (scipy's, under sklearn) into
     ImportError("initialization failed") from the KeyboardInterrupt: still `interrupted`, 130. An
@@ -581,24 +593,20 @@ def test_ctrl_c_inside_a_compiled_import_is_an_interrupt(
     def broken_import(args: Any) -> int:
         raise ImportError("No module named 'sklearn'")
 
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        monkeypatch.setitem(COMMANDS, "train", interrupted_import)
-        if debug:
-            with pytest.raises(ImportError, match="initialization failed"):
-                main(["--debug", "train", "tiny.yaml"])
-        else:
-            assert main(["train", "tiny.yaml"]) == EXIT_INTERRUPTED
-            assert capsys.readouterr().err == "interrupted\n"
-        monkeypatch.setitem(COMMANDS, "train", broken_import)
-        with pytest.raises(ImportError, match="sklearn"):
-            main(["train", "tiny.yaml"])
-    finally:
-        signal.signal(signal.SIGINT, handler)  # main's handler for a second Ctrl-C exits the process
+    monkeypatch.setitem(COMMANDS, "train", interrupted_import)
+    if debug:
+        with pytest.raises(ImportError, match="initialization failed"):
+            main(["--debug", "train", "tiny.yaml"])
+    else:
+        assert main(["train", "tiny.yaml"]) == EXIT_INTERRUPTED
+        assert capsys.readouterr().err == "interrupted\n"
+    monkeypatch.setitem(COMMANDS, "train", broken_import)
+    with pytest.raises(ImportError, match="sklearn"):
+        main(["train", "tiny.yaml"])
 
 
 def test_ctrl_c_dropped_in_a_weakref_callback_still_stops_the_command(
-    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ctrl_c_handlers: None
 ) -> None:
     """A Ctrl-C that lands in importlib's module-lock callback is printed and dropped by Python
     ("Exception ignored in"); the command raises it again and stops as interrupted, not trains on."""
@@ -616,16 +624,9 @@ def test_ctrl_c_dropped_in_a_weakref_callback_still_stops_the_command(
             time.sleep(0.01)
         return 0
 
-    handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores SIGINT
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setitem(COMMANDS, "train", dropped_ctrl_c)
-            assert main(["train", "tiny.yaml"]) == EXIT_INTERRUPTED
-        assert capsys.readouterr().err == "interrupted\n"
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        sys.unraisablehook = hook
+    monkeypatch.setitem(COMMANDS, "train", dropped_ctrl_c)
+    assert main(["train", "tiny.yaml"]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 @pytest.mark.slow

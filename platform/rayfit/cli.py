@@ -240,15 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         if args.debug or not from_ctrl_c(exc):
             raise
-        return interrupted()
-
-
-def interrupted() -> int:
-    """Say `interrupted` and give the shell's code for Ctrl-C."""
-    # Another Ctrl-C while threads and atexit hooks wind down ends the process at once, quietly.
-    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
-    print("interrupted", file=sys.stderr)
-    return EXIT_INTERRUPTED
+        # Another Ctrl-C while threads and atexit hooks wind down ends the process at once, quietly.
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def cmd_train(args: argparse.Namespace) -> int:
