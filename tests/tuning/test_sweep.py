@@ -108,17 +108,6 @@ def test_an_experiment_without_tune_section_is_refused(workdir, capsys):
 # --------------------------------------------------------------------------- slow: real Ray Tune
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
 def children(folder: Path, parent_id: str) -> list[Any]:
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("rayfit").experiment_id],
@@ -208,7 +197,7 @@ def test_pbt_clones_the_donor_s_checkpoint(ray_cluster, tmp_path, monkeypatch, s
                       "mutations": {"optimizer.lr": {"uniform": [1e-4, 1e-2]}}}},
         trainer={"epochs": 2}, checkpoint={"keep_last": 10}, scaling=scaling)
     assert main(["tune", str(path)]) == 0
-    no_placement_group_left()  # a trial PBT paused had its workers freed (Tune has no pause callback)
+    no_placement_group_left()  # the runs of trials PBT paused had their workers freed
     trials = tmp_path / "runs/pbt/trials"
     clones = [(t, c) for t in trials.iterdir() if (t / "clones.json").is_file()
               for c in json.loads((t / "clones.json").read_text())]
