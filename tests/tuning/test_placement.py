@@ -65,3 +65,11 @@ def test_a_group_is_removed_once_its_controller_is_dead_whatever_tune_says(ray_c
     freeing.on_experiment_end(shown)  # the sweep's end waits for the last controllers
     assert state(running_group) == "REMOVED"
     assert sorted(p.name for p in (trials / "t1" / NOTES_DIR).iterdir()) == ["half-written.json"]
+
+
+def test_a_resumed_sweep_scans_at_once(tmp_path):
+    import pickle
+
+    freeing = FreeStoppedTrials(tmp_path)
+    freeing._next_scan = 1e12  # a clock reading of the process that was killed
+    assert pickle.loads(pickle.dumps(freeing))._next_scan == 0.0

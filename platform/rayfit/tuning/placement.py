@@ -56,6 +56,14 @@ class FreeStoppedTrials(TuneCallback):
         self.trials_dir = str(trials_dir)
         self._next_scan = 0.0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the sweep's state; a monotonic clock's reading means
+        # nothing to the process that resumes the sweep (after a reboot it would stop the scans).
+        return {"trials_dir": self.trials_dir}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(Path(state["trials_dir"]))
+
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if time.monotonic() < self._next_scan:
             return
