@@ -3,17 +3,17 @@ by a real actor standing for the Train controller (a group it makes is the job's
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from rayfit.tuning.placement import NOTES_DIR, SCAN_EVERY_S, FreeStoppedTrials
+from rayfit.tuning.placement import NOTES_DIR, FreeStoppedTrials, write_note
 
 
-def controller_with_group(run_dir: Path) -> tuple[object, object]:
+def controller_with_group(run_dir: Path) -> tuple[Any, str]:
     """An actor that made a placement group, noted in `run_dir` as a trial's workers note theirs."""
     import ray
     from ray.util.placement_group import placement_group
@@ -27,17 +27,15 @@ def controller_with_group(run_dir: Path) -> tuple[object, object]:
 
     controller = Controller.remote()
     group_id = ray.get(controller.make_group.remote())
-    (run_dir / NOTES_DIR).mkdir(parents=True, exist_ok=True)
-    note = {"id": group_id, "controller": controller._actor_id.hex()}
-    (run_dir / NOTES_DIR / f"{group_id}.json").write_text(json.dumps(note))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_note(run_dir, group_id, controller._actor_id.hex())
     return controller, group_id
 
 
 def state(group_id: str) -> str:
     import ray
-    from ray.util.placement_group import PlacementGroup
 
-    return ray.util.placement_group_table(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))["state"]
+    return ray.util.placement_group_table()[group_id]["state"]
 
 
 @pytest.mark.slow
@@ -53,7 +51,6 @@ def test_a_group_is_removed_once_its_controller_is_dead_whatever_tune_says(ray_c
     freeing = FreeStoppedTrials(trials)
     shown = [SimpleNamespace(trial_id="t1", status="RUNNING")]
     ray.kill(over)
-    time.sleep(SCAN_EVERY_S)
     deadline = time.monotonic() + 30  # the GCS marks a killed actor dead soon after
     while state(over_group) != "REMOVED":
         assert time.monotonic() < deadline, state(over_group)

@@ -38,11 +38,15 @@ class NotePlacementGroup(Callback):
 
         group = ray.util.get_current_placement_group()
         if group is not None and ray.train.get_context().get_world_rank() == 0:
-            controller = get_train_context().controller_actor._actor_id.hex()
-            notes = Path(self.run_dir) / NOTES_DIR
-            notes.mkdir(exist_ok=True)
-            note = json.dumps({"id": group.id.hex(), "controller": controller}).encode()
-            write_atomic(notes / f"{group.id.hex()}.json", note, durable=False)
+            write_note(Path(self.run_dir), group.id.hex(), get_train_context().controller_actor._actor_id.hex())
+
+
+def write_note(run_dir: Path, group_id: str, controller: str) -> None:
+    """Note in `run_dir` a placement group (hex id) and the actor (hex id) whose death frees it."""
+    notes = run_dir / NOTES_DIR
+    notes.mkdir(exist_ok=True)
+    note = json.dumps({"id": group_id, "controller": controller}).encode()
+    write_atomic(notes / f"{group_id}.json", note, durable=False)
 
 
 class FreeStoppedTrials(TuneCallback):
